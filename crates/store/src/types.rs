@@ -52,9 +52,15 @@ impl KeySpan {
         if range_end.is_empty() {
             KeySpan::Single(key)
         } else if range_end.as_ref() == [0] {
-            KeySpan::Range { start: key, end: None }
+            KeySpan::Range {
+                start: key,
+                end: None,
+            }
         } else {
-            KeySpan::Range { start: key, end: Some(range_end) }
+            KeySpan::Range {
+                start: key,
+                end: Some(range_end),
+            }
         }
     }
 
@@ -80,7 +86,10 @@ impl KeySpan {
     pub fn is_empty(&self) -> bool {
         match self {
             KeySpan::Single(_) => false,
-            KeySpan::Range { start, end: Some(end) } => end <= start,
+            KeySpan::Range {
+                start,
+                end: Some(end),
+            } => end <= start,
             KeySpan::Range { end: None, .. } => false,
         }
     }

@@ -1,0 +1,334 @@
+//! Server configuration: defaults, then a YAML file (`--config`), then `DAAS_*` environment
+//! variables, then flags. Everything is parsed here, once, and every invalid setting is
+//! reported together before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Raw settings as they come from one source; names match the flags (kebab-case).
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Where the store keeps its data [default: /var/lib/daas as root, ~/.local/share/daas otherwise]
+    #[arg(long, env = "DAAS_DATA_DIR")]
+    pub data_dir: Option<String>,
+    /// Address of the etcd v3 gRPC listener [default: 127.0.0.1:2379]
+    #[arg(long, env = "DAAS_ETCD_LISTEN")]
+    pub etcd_listen: Option<String>,
+    /// PEM certificate for TLS on the etcd listener (with --etcd-key-file)
+    #[arg(long, env = "DAAS_ETCD_CERT_FILE")]
+    pub etcd_cert_file: Option<String>,
+    /// PEM private key for TLS on the etcd listener
+    #[arg(long, env = "DAAS_ETCD_KEY_FILE")]
+    pub etcd_key_file: Option<String>,
+    /// PEM CA that etcd clients' certificates must chain to (mutual TLS)
+    #[arg(long, env = "DAAS_ETCD_CLIENT_CA_FILE")]
+    pub etcd_client_ca_file: Option<String>,
+    /// Key-encryption key file (32 bytes, mode 0600; created if missing) [default: DATA_DIR/kek.key]
+    #[arg(long, env = "DAAS_KEK_FILE")]
+    pub kek_file: Option<String>,
+    /// Largest request accepted, in bytes [default: 1572864, as etcd]
+    #[arg(long, env = "DAAS_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<String>,
+    /// Most operations per txn branch [default: 128, as etcd]
+    #[arg(long, env = "DAAS_MAX_TXN_OPS")]
+    pub max_txn_ops: Option<String>,
+    /// Rotate the data key after this many values sealed under it [default: 1073741824]
+    #[arg(long, env = "DAAS_DEK_ROTATE_AFTER")]
+    pub dek_rotate_after: Option<String>,
+    /// Interval of watch progress notifications, e.g. 10m, 30s [default: 10m]
+    #[arg(long, env = "DAAS_WATCH_PROGRESS_INTERVAL")]
+    pub watch_progress_interval: Option<String>,
+    /// DANGER: store values in the clear (for measuring what sealing costs; never in production)
+    #[arg(long, env = "DAAS_DANGER_UNSEALED_STORAGE")]
+    pub danger_unsealed_storage: Option<bool>,
+}
+
+impl ServerSettings {
+    /// `self` overridden by every setting `over` has.
+    fn merge(self, over: ServerSettings) -> ServerSettings {
+        macro_rules! pick {
+            ($($f:ident),*) => { ServerSettings { $($f: over.$f.or(self.$f)),* } };
+        }
+        pick!(
+            data_dir,
+            etcd_listen,
+            etcd_cert_file,
+            etcd_key_file,
+            etcd_client_ca_file,
+            kek_file,
+            max_request_bytes,
+            max_txn_ops,
+            dek_rotate_after,
+            watch_progress_interval,
+            danger_unsealed_storage
+        )
+    }
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub etcd_listen: SocketAddr,
+    pub etcd_tls: Option<daas_etcd::TlsFiles>,
+    pub kek_file: PathBuf,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub dek_rotate_after: u64,
+    pub watch_progress_interval: Duration,
+    pub danger_unsealed_storage: bool,
+}
+
+/// The default data directory: /var/lib/daas for root, ~/.local/share/daas otherwise.
+pub fn default_data_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt as _;
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/daas");
+    }
+    match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x).join("daas"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+            .join(".local/share/daas"),
+    }
+}
+
+/// Parses `10m`, `30s`, `500ms`, `2h` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 30s, 10m, 500ms)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(format!(
+                "{s:?} has an unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if d.is_zero() {
+        return Err(format!("{s:?} must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn read_file(path: &Path) -> Result<ServerSettings, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(ServerSettings::default());
+    }
+    serde_saphyr::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
+}
+
+/// Resolves the final configuration from a config file (if any) and the flag/env settings.
+/// Returns every problem found, one line each.
+pub fn resolve(
+    config_file: Option<&Path>,
+    cli: ServerSettings,
+) -> Result<ServerConfig, Vec<String>> {
+    let mut errors = Vec::new();
+    let file = match config_file {
+        Some(p) => read_file(p).unwrap_or_else(|e| {
+            errors.push(e);
+            ServerSettings::default()
+        }),
+        None => ServerSettings::default(),
+    };
+    let s = file.merge(cli);
+
+    fn num<T: std::str::FromStr>(
+        errors: &mut Vec<String>,
+        name: &str,
+        v: &Option<String>,
+        default: T,
+        min: T,
+    ) -> T
+    where
+        T: PartialOrd + std::fmt::Display + Copy,
+    {
+        match v {
+            None => default,
+            Some(v) => match v.trim().parse::<T>() {
+                Ok(n) if n >= min => n,
+                Ok(_) => {
+                    errors.push(format!("{name}: {v:?} must be at least {min}"));
+                    default
+                }
+                Err(_) => {
+                    errors.push(format!("{name}: {v:?} is not a whole number"));
+                    default
+                }
+            },
+        }
+    }
+
+    let data_dir = s
+        .data_dir
+        .as_deref()
+        .map(PathBuf::from)
+        .unwrap_or_else(default_data_dir);
+    if data_dir.as_os_str().is_empty() {
+        errors.push("data-dir: must not be empty".into());
+    }
+    let etcd_listen = match s
+        .etcd_listen
+        .as_deref()
+        .unwrap_or("127.0.0.1:2379")
+        .parse::<SocketAddr>()
+    {
+        Ok(a) => a,
+        Err(_) => {
+            errors.push(format!(
+                "etcd-listen: {:?} is not an address like 127.0.0.1:2379",
+                s.etcd_listen.as_deref().unwrap_or_default()
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 2379))
+        }
+    };
+    let mut check_file = |name: &str, v: &Option<String>| -> Option<PathBuf> {
+        let p = PathBuf::from(v.as_ref()?);
+        if !p.is_file() {
+            errors.push(format!(
+                "{name}: {} does not exist or is not a file",
+                p.display()
+            ));
+        }
+        Some(p)
+    };
+    let cert = check_file("etcd-cert-file", &s.etcd_cert_file);
+    let key = check_file("etcd-key-file", &s.etcd_key_file);
+    let client_ca = check_file("etcd-client-ca-file", &s.etcd_client_ca_file);
+    let etcd_tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(daas_etcd::TlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None) => {
+            if client_ca.is_some() {
+                errors
+                    .push("etcd-client-ca-file: needs --etcd-cert-file and --etcd-key-file".into());
+            }
+            None
+        }
+        _ => {
+            errors.push("etcd-cert-file and etcd-key-file must be given together".into());
+            None
+        }
+    };
+    let max_request_bytes = num(
+        &mut errors,
+        "max-request-bytes",
+        &s.max_request_bytes,
+        1_572_864usize,
+        1024,
+    );
+    let max_txn_ops = num(&mut errors, "max-txn-ops", &s.max_txn_ops, 128usize, 1);
+    let dek_rotate_after = num(
+        &mut errors,
+        "dek-rotate-after",
+        &s.dek_rotate_after,
+        daas_store::DEFAULT_ROTATE_AFTER,
+        1,
+    );
+    if dek_rotate_after > 1 << 32 {
+        errors.push(format!(
+            "dek-rotate-after: {dek_rotate_after} exceeds 2^32, the AES-GCM limit for random nonces"
+        ));
+    }
+    let watch_progress_interval = match &s.watch_progress_interval {
+        None => Duration::from_secs(600),
+        Some(v) => parse_duration(v).unwrap_or_else(|e| {
+            errors.push(format!("watch-progress-interval: {e}"));
+            Duration::from_secs(600)
+        }),
+    };
+    let kek_file = s
+        .kek_file
+        .as_deref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir.join("kek.key"));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(ServerConfig {
+        data_dir,
+        etcd_listen,
+        etcd_tls,
+        kek_file,
+        max_request_bytes,
+        max_txn_ops,
+        dek_rotate_after,
+        watch_progress_interval,
+        danger_unsealed_storage: s.danger_unsealed_storage.unwrap_or(false),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_all_errors_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "etcd-listen: 127.0.0.1:1111\ndata-dir: /tmp/x\nmax-txn-ops: 7\n",
+        )
+        .unwrap();
+        let cfg = resolve(
+            Some(&f),
+            ServerSettings {
+                etcd_listen: Some("127.0.0.1:2222".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.etcd_listen.port(), 2222);
+        assert_eq!(cfg.max_txn_ops, 7);
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+        let errs = resolve(
+            None,
+            ServerSettings {
+                etcd_listen: Some("nowhere".into()),
+                max_txn_ops: Some("-3".into()),
+                watch_progress_interval: Some("5 parsecs".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, "etcd-lisen: 127.0.0.1:1111\n").unwrap();
+        let errs = resolve(Some(&f), ServerSettings::default()).unwrap_err();
+        assert!(errs[0].contains("etcd-lisen"), "{errs:?}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+}
