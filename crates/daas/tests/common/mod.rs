@@ -1,0 +1,427 @@
+//! Harness for end-to-end tests that drive real client binaries against a `daas server` the
+//! test starts itself. Start with [`Server::start`]; [`Server::etcdctl`] runs the real
+//! `etcdctl` (3.4, `ETCDCTL_API=3`) against it and [`Server::spawn_etcdctl`] starts a
+//! long-running one (`watch`, `lease keep-alive`) as a [`Running`] child.
+//!
+//! Every child process is bounded in time: commands are killed after [`COMMAND_TIMEOUT`], the
+//! server must announce itself within [`STARTUP_TIMEOUT`], and dropping a [`Server`] or a
+//! [`Running`] kills the process.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader, Read, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long the server may take to print its `daas: etcd API on …` line.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one ordinary `etcdctl` command may run before it is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+const READY_PREFIX: &str = "daas: etcd API on http://";
+
+/// A scratch directory. Prefers `/dev/shm`, where fsync costs nothing; `DAAS_TEST_TMPDIR`
+/// overrides the location.
+pub fn scratch() -> TempDir {
+    if let Some(dir) = std::env::var_os("DAAS_TEST_TMPDIR") {
+        return tempfile::tempdir_in(dir).expect("DAAS_TEST_TMPDIR is writable");
+    }
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = tempfile::tempdir_in(shm)
+    {
+        return d;
+    }
+    tempfile::tempdir().expect("the system temp dir is writable")
+}
+
+/// The `etcdctl` binary on PATH. Missing is a failure, never a skip: the project's test
+/// command installs it, and a silently skipped compatibility suite proves nothing.
+pub fn etcdctl_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let found = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("etcdctl"))
+                .find(|p| p.is_file())
+        });
+        match found {
+            Some(p) => p,
+            None => panic!(
+                "`etcdctl` (3.4, Debian package etcd-client) is not on PATH. These end-to-end \
+                 tests need the real client: run the test command from the README, which \
+                 installs it."
+            ),
+        }
+    })
+}
+
+/// A `daas server` child process on a loopback port the kernel picked; killed on drop.
+pub struct Server {
+    child: Child,
+    addr: String,
+    data_dir: PathBuf,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    // Declared last so that it is removed after the process is gone (fields drop after
+    // `Drop::drop` has killed the child).
+    _owned_dir: Option<TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh scratch data directory that lives as long as the server.
+    pub fn start() -> Server {
+        let dir = scratch();
+        let mut s = Server::start_in(dir.path());
+        s._owned_dir = Some(dir);
+        s
+    }
+
+    /// Starts a server on `data_dir` (created if missing), which the caller keeps alive; use
+    /// this to restart a server on the same data.
+    pub fn start_in(data_dir: &Path) -> Server {
+        // Fail with the install hint before anything else happens.
+        etcdctl_path();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_daas"));
+        // Settings from the developer's environment must not leak into the test server.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("DAAS_") {
+                cmd.env_remove(name);
+            }
+        }
+        // Port 0: the server binds whatever the kernel gives it and prints the real address,
+        // so parallel tests never race for a port.
+        cmd.args(["server", "--etcd-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the daas binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        drain_into(child.stderr.take().expect("stderr is piped"), stderr.clone());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix(READY_PREFIX)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            stderr,
+            _owned_dir: None,
+        };
+        match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(addr) => server.addr = addr,
+            Err(e) => {
+                let _ = server.child.kill();
+                let _ = server.child.wait();
+                panic!(
+                    "daas server did not print {READY_PREFIX:?} ({e}); its stderr:\n{}",
+                    server.stderr_text()
+                );
+            }
+        }
+        server
+    }
+
+    /// `127.0.0.1:PORT`, the form etcdctl's `--endpoints` takes and echoes back.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// What the server has logged so far.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("not poisoned")).into_owned()
+    }
+
+    /// Runs `etcdctl ARGS` to completion (killed after [`COMMAND_TIMEOUT`]).
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        self.spawn(args, None).wait_exit(COMMAND_TIMEOUT)
+    }
+
+    /// Runs `etcdctl ARGS` with `stdin` fed to it.
+    pub fn etcdctl_stdin(&self, args: &[&str], stdin: impl Into<Vec<u8>>) -> Output {
+        self.spawn(args, Some(stdin.into()))
+            .wait_exit(COMMAND_TIMEOUT)
+    }
+
+    /// Starts `etcdctl ARGS` and leaves it running (for `watch` and friends).
+    pub fn spawn_etcdctl(&self, args: &[&str]) -> Running {
+        self.spawn(args, None)
+    }
+
+    fn spawn(&self, args: &[&str], stdin: Option<Vec<u8>>) -> Running {
+        let mut cmd = Command::new(etcdctl_path());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ETCDCTL_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(&self.addr)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("etcdctl starts");
+        if let Some(data) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            // A writer thread: a large input must not deadlock against unread output, and a
+            // child that exits without reading (EPIPE) is not our concern here.
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&data);
+            });
+        }
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            drain_into(child.stdout.take().expect("stdout is piped"), stdout.clone()),
+            drain_into(child.stderr.take().expect("stderr is piped"), stderr.clone()),
+        ];
+        Running {
+            child,
+            stdout,
+            stderr,
+            readers,
+            command: format!("etcdctl {}", shell_words(args)),
+        }
+    }
+
+    /// Stops the server with SIGTERM, as an operator would, and waits (bounded) for it to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill(1) runs");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waitpid works") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daas server ignored SIGTERM for {STARTUP_TIMEOUT:?}; stderr:\n{}",
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server with SIGKILL (a crash: nothing gets to flush).
+    pub fn crash(mut self) {
+        self.child.kill().expect("the server can be killed");
+        self.child.wait().expect("waitpid works");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a finished (or killed) command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub command: String,
+    pub stdout: String,
+    pub stderr: String,
+    /// The exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
+    /// True when the harness killed it because it was still running at the deadline.
+    pub killed: bool,
+}
+
+impl Output {
+    /// Asserts a clean exit 0 and returns stdout.
+    #[track_caller]
+    pub fn ok(self) -> String {
+        assert!(
+            self.code == Some(0) && !self.killed,
+            "`{}` did not succeed:\n{self}",
+            self.command
+        );
+        self.stdout
+    }
+
+    /// The last non-empty line of stderr (etcdctl's `Error: …` line).
+    pub fn last_stderr_line(&self) -> &str {
+        self.stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ {}\n--- exit: {:?}{}\n--- stdout:\n{}--- stderr:\n{}",
+            self.command,
+            self.code,
+            if self.killed { " (killed at deadline)" } else { "" },
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// A child process still running; its output is collected as it arrives. Killed on drop.
+pub struct Running {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    command: String,
+}
+
+impl Running {
+    /// Everything the child has written to stdout so far.
+    pub fn stdout_now(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().expect("not poisoned")).into_owned()
+    }
+
+    /// Polls stdout until `pred` holds or `within` passes; returns whether it held.
+    pub fn wait_for_stdout(&self, pred: impl Fn(&str) -> bool, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if pred(&self.stdout_now()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits up to `within` for the child to exit, kills it if it has not, and returns what it
+    /// printed.
+    pub fn wait_exit(mut self, within: Duration) -> Output {
+        let deadline = Instant::now() + within;
+        let mut killed = false;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waitpid works") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                killed = true;
+                break self.child.wait().expect("waitpid works");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        self.collect(status, killed)
+    }
+
+    /// Kills the child now and returns what it printed.
+    pub fn kill(self) -> Output {
+        self.wait_exit(Duration::ZERO)
+    }
+
+    fn collect(&mut self, status: ExitStatus, killed: bool) -> Output {
+        // The pipes close with the process, so the readers finish promptly.
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let text = |b: &Arc<Mutex<Vec<u8>>>| {
+            String::from_utf8_lossy(&b.lock().expect("not poisoned")).into_owned()
+        };
+        Output {
+            command: self.command.clone(),
+            stdout: text(&self.stdout),
+            stderr: text(&self.stderr),
+            code: status.code(),
+            killed,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies everything `from` produces into `into` on a background thread.
+fn drain_into(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => into
+                    .lock()
+                    .expect("not poisoned")
+                    .extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+/// The arguments as a shell would show them (for failure messages only).
+fn shell_words(args: &[&str]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
+                format!("{a:?}")
+            } else {
+                (*a).to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Standard base64 with padding, as etcdctl's `-w json` prints keys and values.
+pub fn b64(data: impl AsRef<[u8]>) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let data = data.as_ref();
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what the tests drive (Debian's etcd-client for etcdctl, and
+# etcd-server for the reference etcd) when missing, then checks formatting and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v etcdctl >/dev/null || need_apt+=(etcd-client)
+command -v etcd >/dev/null || need_apt+=(etcd-server)
+if ((${#need_apt[@]})); then
+  echo "installing ${need_apt[*]} (Debian packages) for the tests" >&2
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# Debian's etcd package may start a system etcd on 2379; our tests use their own ports.
+
+cargo fmt --all -- --check
+cargo test --workspace --no-fail-fast 2>&1
