@@ -25,9 +25,9 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-wait_port() { # host port
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done
-  echo "nothing listens on $1:$2" >&2; return 1
+wait_port() { # host port log
+  for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on $1:$2; its log:" >&2; cat "$3" >&2; return 1
 }
 
 start_etcd() {
@@ -36,13 +36,13 @@ start_etcd() {
     --listen-client-urls http://127.0.0.1:23799 --advertise-client-urls http://127.0.0.1:23799 \
     --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
     --initial-cluster ref=http://127.0.0.1:23800 --log-level error >"$WORK/etcd.log" 2>&1 &
-  PIDS+=($!); wait_port 127.0.0.1 23799
+  PIDS+=($!); wait_port 127.0.0.1 23799 "$WORK/etcd.log"
 }
 
 start_daas() { # extra flags...
   rm -rf "$WORK/daas"
   "$DAAS" server --data-dir "$WORK/daas" --etcd-listen 127.0.0.1:23790 --log-level warn "$@" >"$WORK/daas.log" 2>&1 &
-  PIDS+=($!); wait_port 127.0.0.1 23790
+  PIDS+=($!); wait_port 127.0.0.1 23790 "$WORK/daas.log"
 }
 
 stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }

@@ -68,11 +68,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 fn key_for(prefix: &str, i: u64, size: usize) -> Bytes {
-    let mut k = format!(
-        "{prefix}{i:0width$}",
-        width = size.saturating_sub(prefix.len()).max(1)
-    )
-    .into_bytes();
+    let mut k = format!("{prefix}{i:0width$}", width = size.saturating_sub(prefix.len()).max(1)).into_bytes();
     if k.len() > size && size > 0 {
         // Keep the distinguishing digits when the prefix does not fit.
         k.drain(..k.len() - size);
@@ -115,39 +111,19 @@ async fn etcd(b: EtcdBench) -> anyhow::Result<()> {
         let (next, value, b2) = (next.clone(), value.clone(), b.clone());
         tasks.push(tokio::spawn(async move {
             let mut kv = pb::kv_client::KvClient::new(ch).max_decoding_message_size(64 << 20);
-            let mut out = Outcome {
-                hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds"),
-                errors: 0,
-                first_error: None,
-            };
+            let mut out =
+                Outcome { hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds"), errors: 0, first_error: None };
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= b2.total {
                     break;
                 }
                 // Spread keys over the key space so writes do not all hit one key.
-                let k = key_for(
-                    &b2.prefix,
-                    i.wrapping_mul(2_654_435_761) % key_space,
-                    b2.key_size,
-                );
+                let k = key_for(&b2.prefix, i.wrapping_mul(2_654_435_761) % key_space, b2.key_size);
                 let t = Instant::now();
                 let r = match b2.op {
-                    Op::Put => kv
-                        .put(pb::PutRequest {
-                            key: k,
-                            value: value.clone(),
-                            ..Default::default()
-                        })
-                        .await
-                        .map(drop),
-                    Op::Range => kv
-                        .range(pb::RangeRequest {
-                            key: k,
-                            ..Default::default()
-                        })
-                        .await
-                        .map(drop),
+                    Op::Put => kv.put(pb::PutRequest { key: k, value: value.clone(), ..Default::default() }).await.map(drop),
+                    Op::Range => kv.range(pb::RangeRequest { key: k, ..Default::default() }).await.map(drop),
                     Op::Txn => kv
                         .txn(pb::TxnRequest {
                             compare: vec![pb::Compare {
@@ -158,13 +134,11 @@ async fn etcd(b: EtcdBench) -> anyhow::Result<()> {
                                 range_end: Bytes::new(),
                             }],
                             success: vec![pb::RequestOp {
-                                request: Some(pb::request_op::Request::RequestPut(
-                                    pb::PutRequest {
-                                        key: k,
-                                        value: value.clone(),
-                                        ..Default::default()
-                                    },
-                                )),
+                                request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                                    key: k,
+                                    value: value.clone(),
+                                    ..Default::default()
+                                })),
                             }],
                             failure: vec![],
                         })
@@ -188,9 +162,7 @@ async fn etcd(b: EtcdBench) -> anyhow::Result<()> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut errors = 0;
     let mut first_error = None;
-    let joined = tokio::time::timeout(Duration::from_secs(b.timeout), futures_join(tasks))
-        .await
-        .context("the run exceeded --timeout")?;
+    let joined = tokio::time::timeout(Duration::from_secs(b.timeout), futures_join(tasks)).await.context("the run exceeded --timeout")?;
     for o in joined {
         let o = o?;
         hist.add(&o.hist)?;
@@ -203,11 +175,7 @@ async fn etcd(b: EtcdBench) -> anyhow::Result<()> {
     let ok = hist.len();
     let ops = ok as f64 / elapsed;
     let ms = |us: u64| us as f64 / 1000.0;
-    let (p50, p99, max) = (
-        ms(hist.value_at_quantile(0.5)),
-        ms(hist.value_at_quantile(0.99)),
-        ms(hist.max()),
-    );
+    let (p50, p99, max) = (ms(hist.value_at_quantile(0.5)), ms(hist.value_at_quantile(0.99)), ms(hist.max()));
     if b.json {
         println!(
             "{}",
@@ -232,9 +200,7 @@ async fn etcd(b: EtcdBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn futures_join<T>(
-    tasks: Vec<tokio::task::JoinHandle<T>>,
-) -> Vec<Result<T, tokio::task::JoinError>> {
+async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<Result<T, tokio::task::JoinError>> {
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
         out.push(t.await);

@@ -43,7 +43,7 @@ pub struct ServerSettings {
     #[arg(long, env = "DAAS_WATCH_PROGRESS_INTERVAL")]
     pub watch_progress_interval: Option<String>,
     /// DANGER: store values in the clear (for measuring what sealing costs; never in production)
-    #[arg(long, env = "DAAS_DANGER_UNSEALED_STORAGE")]
+    #[arg(long, env = "DAAS_DANGER_UNSEALED_STORAGE", num_args = 0..=1, default_missing_value = "true")]
     pub danger_unsealed_storage: Option<bool>,
 }
 
@@ -86,37 +86,28 @@ pub struct ServerConfig {
 /// The default data directory: /var/lib/daas for root, ~/.local/share/daas otherwise.
 pub fn default_data_dir() -> PathBuf {
     use std::os::unix::fs::MetadataExt as _;
-    let is_root = std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
+    let is_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
     if is_root {
         return PathBuf::from("/var/lib/daas");
     }
     match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         Some(x) => PathBuf::from(x).join("daas"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
-            .join(".local/share/daas"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/share/daas"),
     }
 }
 
 /// Parses `10m`, `30s`, `500ms`, `2h` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: 30s, 10m, 500ms)"))?;
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration (examples: 30s, 10m, 500ms)"))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
         _ => {
-            return Err(format!(
-                "{s:?} has an unknown unit {unit:?} (use ms, s, m or h)"
-            ));
+            return Err(format!("{s:?} has an unknown unit {unit:?} (use ms, s, m or h)"));
         }
     };
     if d.is_zero() {
@@ -126,8 +117,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn read_file(path: &Path) -> Result<ServerSettings, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
     if text.trim().is_empty() {
         return Ok(ServerSettings::default());
     }
@@ -136,10 +126,7 @@ fn read_file(path: &Path) -> Result<ServerSettings, String> {
 
 /// Resolves the final configuration from a config file (if any) and the flag/env settings.
 /// Returns every problem found, one line each.
-pub fn resolve(
-    config_file: Option<&Path>,
-    cli: ServerSettings,
-) -> Result<ServerConfig, Vec<String>> {
+pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<ServerConfig, Vec<String>> {
     let mut errors = Vec::new();
     let file = match config_file {
         Some(p) => read_file(p).unwrap_or_else(|e| {
@@ -150,13 +137,7 @@ pub fn resolve(
     };
     let s = file.merge(cli);
 
-    fn num<T: std::str::FromStr>(
-        errors: &mut Vec<String>,
-        name: &str,
-        v: &Option<String>,
-        default: T,
-        min: T,
-    ) -> T
+    fn num<T: std::str::FromStr>(errors: &mut Vec<String>, name: &str, v: &Option<String>, default: T, min: T) -> T
     where
         T: PartialOrd + std::fmt::Display + Copy,
     {
@@ -176,36 +157,21 @@ pub fn resolve(
         }
     }
 
-    let data_dir = s
-        .data_dir
-        .as_deref()
-        .map(PathBuf::from)
-        .unwrap_or_else(default_data_dir);
+    let data_dir = s.data_dir.as_deref().map(PathBuf::from).unwrap_or_else(default_data_dir);
     if data_dir.as_os_str().is_empty() {
         errors.push("data-dir: must not be empty".into());
     }
-    let etcd_listen = match s
-        .etcd_listen
-        .as_deref()
-        .unwrap_or("127.0.0.1:2379")
-        .parse::<SocketAddr>()
-    {
+    let etcd_listen = match s.etcd_listen.as_deref().unwrap_or("127.0.0.1:2379").parse::<SocketAddr>() {
         Ok(a) => a,
         Err(_) => {
-            errors.push(format!(
-                "etcd-listen: {:?} is not an address like 127.0.0.1:2379",
-                s.etcd_listen.as_deref().unwrap_or_default()
-            ));
+            errors.push(format!("etcd-listen: {:?} is not an address like 127.0.0.1:2379", s.etcd_listen.as_deref().unwrap_or_default()));
             SocketAddr::from(([127, 0, 0, 1], 2379))
         }
     };
     let mut check_file = |name: &str, v: &Option<String>| -> Option<PathBuf> {
         let p = PathBuf::from(v.as_ref()?);
         if !p.is_file() {
-            errors.push(format!(
-                "{name}: {} does not exist or is not a file",
-                p.display()
-            ));
+            errors.push(format!("{name}: {} does not exist or is not a file", p.display()));
         }
         Some(p)
     };
@@ -213,15 +179,10 @@ pub fn resolve(
     let key = check_file("etcd-key-file", &s.etcd_key_file);
     let client_ca = check_file("etcd-client-ca-file", &s.etcd_client_ca_file);
     let etcd_tls = match (cert, key) {
-        (Some(cert), Some(key)) => Some(daas_etcd::TlsFiles {
-            cert,
-            key,
-            client_ca,
-        }),
+        (Some(cert), Some(key)) => Some(daas_etcd::TlsFiles { cert, key, client_ca }),
         (None, None) => {
             if client_ca.is_some() {
-                errors
-                    .push("etcd-client-ca-file: needs --etcd-cert-file and --etcd-key-file".into());
+                errors.push("etcd-client-ca-file: needs --etcd-cert-file and --etcd-key-file".into());
             }
             None
         }
@@ -230,25 +191,11 @@ pub fn resolve(
             None
         }
     };
-    let max_request_bytes = num(
-        &mut errors,
-        "max-request-bytes",
-        &s.max_request_bytes,
-        1_572_864usize,
-        1024,
-    );
+    let max_request_bytes = num(&mut errors, "max-request-bytes", &s.max_request_bytes, 1_572_864usize, 1024);
     let max_txn_ops = num(&mut errors, "max-txn-ops", &s.max_txn_ops, 128usize, 1);
-    let dek_rotate_after = num(
-        &mut errors,
-        "dek-rotate-after",
-        &s.dek_rotate_after,
-        daas_store::DEFAULT_ROTATE_AFTER,
-        1,
-    );
+    let dek_rotate_after = num(&mut errors, "dek-rotate-after", &s.dek_rotate_after, daas_store::DEFAULT_ROTATE_AFTER, 1);
     if dek_rotate_after > 1 << 32 {
-        errors.push(format!(
-            "dek-rotate-after: {dek_rotate_after} exceeds 2^32, the AES-GCM limit for random nonces"
-        ));
+        errors.push(format!("dek-rotate-after: {dek_rotate_after} exceeds 2^32, the AES-GCM limit for random nonces"));
     }
     let watch_progress_interval = match &s.watch_progress_interval {
         None => Duration::from_secs(600),
@@ -257,11 +204,7 @@ pub fn resolve(
             Duration::from_secs(600)
         }),
     };
-    let kek_file = s
-        .kek_file
-        .as_deref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| data_dir.join("kek.key"));
+    let kek_file = s.kek_file.as_deref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("kek.key"));
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -286,19 +229,8 @@ mod tests {
     fn flags_override_file_and_all_errors_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.yaml");
-        std::fs::write(
-            &f,
-            "etcd-listen: 127.0.0.1:1111\ndata-dir: /tmp/x\nmax-txn-ops: 7\n",
-        )
-        .unwrap();
-        let cfg = resolve(
-            Some(&f),
-            ServerSettings {
-                etcd_listen: Some("127.0.0.1:2222".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        std::fs::write(&f, "etcd-listen: 127.0.0.1:1111\ndata-dir: /tmp/x\nmax-txn-ops: 7\n").unwrap();
+        let cfg = resolve(Some(&f), ServerSettings { etcd_listen: Some("127.0.0.1:2222".into()), ..Default::default() }).unwrap();
         assert_eq!(cfg.etcd_listen.port(), 2222);
         assert_eq!(cfg.max_txn_ops, 7);
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));

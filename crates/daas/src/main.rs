@@ -12,11 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "daas",
-    version,
-    about = "K3s-DaaS: Kubernetes as a decentralized service"
-)]
+#[command(name = "daas", version, about = "K3s-DaaS: Kubernetes as a decentralized service")]
 struct Cli {
     /// Log format
     #[arg(long, global = true, env = "DAAS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -57,11 +53,8 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| format!("--log-level {level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| format!("--log-level {level:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -75,10 +68,7 @@ fn main() -> ExitCode {
         eprintln!("daas: invalid setting:\n  {e}");
         return ExitCode::from(2);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("daas: cannot start the async runtime: {e}");
@@ -100,9 +90,7 @@ fn main() -> ExitCode {
                 };
                 server::run(cfg).await.map(|()| ExitCode::SUCCESS)
             }
-            Command::Store { command } => server::store_command(command)
-                .await
-                .map(|()| ExitCode::SUCCESS),
+            Command::Store { command } => server::store_command(command).await.map(|()| ExitCode::SUCCESS),
             Command::Bench { command } => bench::run(command).await.map(|()| ExitCode::SUCCESS),
         }
     });

@@ -10,8 +10,7 @@ use crate::config::ServerConfig;
 
 /// Opens the store the configuration names, creating data dir and key file on first start.
 fn open_store(cfg: &ServerConfig) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let provider: Arc<dyn KeyProvider> = Arc::new(KeyFileProvider::open_or_create(&cfg.kek_file)?);
     tracing::warn!(
         kek_file = %cfg.kek_file.display(),
@@ -23,9 +22,7 @@ fn open_store(cfg: &ServerConfig) -> anyhow::Result<Store> {
     sc.rotate_after_writes = cfg.dek_rotate_after;
     sc.sealing = !cfg.danger_unsealed_storage;
     if cfg.danger_unsealed_storage {
-        tracing::warn!(
-            "DANGER: --danger-unsealed-storage is set: values are written to disk IN THE CLEAR (benchmark mode)"
-        );
+        tracing::warn!("DANGER: --danger-unsealed-storage is set: values are written to disk IN THE CLEAR (benchmark mode)");
     }
     Ok(Store::open(sc, provider)?)
 }
@@ -34,11 +31,10 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -63,14 +59,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, tls = cfg.etcd_tls.is_some(), "etcd v3 API listening");
     // A line on stdout that scripts can wait for.
-    println!(
-        "daas: etcd API on {}://{addr}",
-        if cfg.etcd_tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }
-    );
+    println!("daas: etcd API on {}://{addr}", if cfg.etcd_tls.is_some() { "https" } else { "http" });
     serving.await?;
     drop(store);
     tracing::info!("stopped");
@@ -119,19 +108,13 @@ pub async fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
         StoreCommand::Reencrypt(a) => {
             let store = open_store(&resolve(a)?)?;
             let n = store.reencrypt().await?;
-            println!(
-                "re-sealed {n} values under data key {}",
-                store.status().active_dek
-            );
+            println!("re-sealed {n} values under data key {}", store.status().active_dek);
         }
         StoreCommand::Rewrap { args, new_kek_file } => {
             let store = open_store(&resolve(args)?)?;
             let new = Arc::new(KeyFileProvider::open_or_create(&new_kek_file)?);
             let n = store.rewrap(new).await?;
-            println!(
-                "re-wrapped {n} data keys; start the server with --kek-file {}",
-                new_kek_file.display()
-            );
+            println!("re-wrapped {n} data keys; start the server with --kek-file {}", new_kek_file.display());
         }
         StoreCommand::Status(a) => {
             let store = open_store(&resolve(a)?)?;

@@ -61,17 +61,8 @@ fn flip_in_file(path: &std::path::Path, needle: &[u8], offset: usize) -> usize {
     hits
 }
 
-async fn get(
-    kv: &mut pb::kv_client::KvClient<tonic::transport::Channel>,
-    key: &str,
-) -> Result<Option<Bytes>, tonic::Status> {
-    let r = kv
-        .range(pb::RangeRequest {
-            key: Bytes::from(key.to_string()),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+async fn get(kv: &mut pb::kv_client::KvClient<tonic::transport::Channel>, key: &str) -> Result<Option<Bytes>, tonic::Status> {
+    let r = kv.range(pb::RangeRequest { key: Bytes::from(key.to_string()), ..Default::default() }).await?.into_inner();
     Ok(r.kvs.into_iter().next().map(|kv| kv.value))
 }
 
@@ -83,104 +74,44 @@ async fn flipped_bytes_are_detected_and_other_keys_keep_serving() {
     {
         let mut kv = server.kv().await;
         for i in 0..50 {
-            kv.put(pb::PutRequest {
-                key: format!("t/k{i:02}").into(),
-                value: format!("value {i}").into(),
-                ..Default::default()
-            })
-            .await
-            .expect("put");
+            kv.put(pb::PutRequest { key: format!("t/k{i:02}").into(), value: format!("value {i}").into(), ..Default::default() })
+                .await
+                .expect("put");
         }
-        kv.put(pb::PutRequest {
-            key: "t/victim".into(),
-            value: victim_value.clone().into(),
-            ..Default::default()
-        })
-        .await
-        .expect("put");
-        kv.put(pb::PutRequest {
-            key: "t/meta-victim".into(),
-            value: "small".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("put");
+        kv.put(pb::PutRequest { key: "t/victim".into(), value: victim_value.clone().into(), ..Default::default() }).await.expect("put");
+        kv.put(pb::PutRequest { key: "t/meta-victim".into(), value: "small".into(), ..Default::default() }).await.expect("put");
     }
     server.stop();
 
     let file = dir.path().join("data.redb");
     // 1. A bit in the middle of the victim's ciphertext.
     let raw = raw_record(&file, b"t/victim");
-    assert!(
-        !raw.windows(64)
-            .any(|w| victim_value.windows(64).any(|v| v == w)),
-        "the value must not be on disk in the clear"
-    );
+    assert!(!raw.windows(64).any(|w| victim_value.windows(64).any(|v| v == w)), "the value must not be on disk in the clear");
     let tail = &raw[raw.len() - 200..];
-    assert!(
-        flip_in_file(&file, tail, 100) >= 1,
-        "ciphertext not found in the file"
-    );
+    assert!(flip_in_file(&file, tail, 100) >= 1, "ciphertext not found in the file");
     // 2. A bit of the other victim's metadata (its version field), which is authenticated too.
     let raw = raw_record(&file, b"t/meta-victim");
-    assert!(
-        flip_in_file(&file, &raw, 16) >= 1,
-        "record not found in the file"
-    );
+    assert!(flip_in_file(&file, &raw, 16) >= 1, "record not found in the file");
 
     let server = Server::start(dir.path(), &[]);
     let mut kv = server.kv().await;
     for key in ["t/victim", "t/meta-victim"] {
-        let err = get(&mut kv, key)
-            .await
-            .expect_err("a tampered value must not be returned");
+        let err = get(&mut kv, key).await.expect_err("a tampered value must not be returned");
         assert_eq!(err.code(), Code::DataLoss, "{key}: {err:?}");
-        assert!(
-            err.message().contains("integrity"),
-            "{key}: {}",
-            err.message()
-        );
+        assert!(err.message().contains("integrity"), "{key}: {}", err.message());
     }
     // A range covering a tampered key fails as a whole rather than returning part of it silently.
-    let r = kv
-        .range(pb::RangeRequest {
-            key: "t/".into(),
-            range_end: "t0".into(),
-            ..Default::default()
-        })
-        .await;
-    assert_eq!(
-        r.expect_err("range over tampered keys").code(),
-        Code::DataLoss
-    );
+    let r = kv.range(pb::RangeRequest { key: "t/".into(), range_end: "t0".into(), ..Default::default() }).await;
+    assert_eq!(r.expect_err("range over tampered keys").code(), Code::DataLoss);
     // Every other key still reads back exactly.
     for i in 0..50 {
-        let v = get(&mut kv, &format!("t/k{i:02}"))
-            .await
-            .expect("untouched key")
-            .expect("present");
+        let v = get(&mut kv, &format!("t/k{i:02}")).await.expect("untouched key").expect("present");
         assert_eq!(v, Bytes::from(format!("value {i}")));
     }
     // And the server keeps taking writes, including over a tampered key.
-    kv.put(pb::PutRequest {
-        key: "t/after".into(),
-        value: "ok".into(),
-        ..Default::default()
-    })
-    .await
-    .expect("put after tamper");
-    kv.put(pb::PutRequest {
-        key: "t/victim".into(),
-        value: "replaced".into(),
-        ..Default::default()
-    })
-    .await
-    .expect("overwrite tampered key");
-    assert_eq!(
-        get(&mut kv, "t/victim")
-            .await
-            .expect("fresh value")
-            .expect("present"),
-        Bytes::from_static(b"replaced")
-    );
+    kv.put(pb::PutRequest { key: "t/after".into(), value: "ok".into(), ..Default::default() }).await.expect("put after tamper");
+    kv.put(pb::PutRequest { key: "t/victim".into(), value: "replaced".into(), ..Default::default() })
+        .await
+        .expect("overwrite tampered key");
+    assert_eq!(get(&mut kv, "t/victim").await.expect("fresh value").expect("present"), Bytes::from_static(b"replaced"));
 }

@@ -24,30 +24,15 @@ fn workspace_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = Vec::new();
     rust_files(&root.join("crates"), &mut files);
-    assert!(
-        files.len() > 10,
-        "found only {} Rust files under {}",
-        files.len(),
-        root.display()
-    );
+    assert!(files.len() > 10, "found only {} Rust files under {}", files.len(), root.display());
     files
 }
 
 #[test]
 fn every_file_opens_with_a_module_comment() {
-    let missing: Vec<_> = workspace_files()
-        .into_iter()
-        .filter(|p| {
-            !std::fs::read_to_string(p)
-                .unwrap_or_default()
-                .trim_start()
-                .starts_with("//!")
-        })
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "these files do not open with a //! comment: {missing:#?}"
-    );
+    let missing: Vec<_> =
+        workspace_files().into_iter().filter(|p| !std::fs::read_to_string(p).unwrap_or_default().trim_start().starts_with("//!")).collect();
+    assert!(missing.is_empty(), "these files do not open with a //! comment: {missing:#?}");
 }
 
 #[test]
@@ -57,11 +42,7 @@ fn no_stubs_in_non_test_code() {
         .filter(|p| !p.components().any(|c| c.as_os_str() == "tests"))
         .filter(|p| {
             let s = std::fs::read_to_string(p).unwrap_or_default();
-            let code = s
-                .split("#[cfg(test)]")
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            let code = s.split("#[cfg(test)]").next().unwrap_or_default().to_string();
             code.contains(concat!("todo", "!(")) || code.contains(concat!("unimplemented", "!("))
         })
         .collect();

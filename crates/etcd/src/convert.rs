@@ -66,10 +66,7 @@ pub fn put_request(r: pb::PutRequest) -> st::PutRequest {
 }
 
 pub fn delete_request(r: pb::DeleteRangeRequest) -> st::DeleteRangeRequest {
-    st::DeleteRangeRequest {
-        span: st::KeySpan::new(r.key, r.range_end),
-        prev_kv: r.prev_kv,
-    }
+    st::DeleteRangeRequest { span: st::KeySpan::new(r.key, r.range_end), prev_kv: r.prev_kv }
 }
 
 fn compare(c: pb::Compare) -> st::Compare {
@@ -81,9 +78,7 @@ fn compare(c: pb::Compare) -> st::Compare {
         Some(U::Value(v)) => st::CompareTarget::Value(v),
         Some(U::Lease(v)) => st::CompareTarget::Lease(v),
         // No union set: compare against the zero value of the named target, as etcd does.
-        None => match pb::compare::CompareTarget::try_from(c.target)
-            .unwrap_or(pb::compare::CompareTarget::Version)
-        {
+        None => match pb::compare::CompareTarget::try_from(c.target).unwrap_or(pb::compare::CompareTarget::Version) {
             pb::compare::CompareTarget::Version => st::CompareTarget::Version(0),
             pb::compare::CompareTarget::Create => st::CompareTarget::Create(0),
             pb::compare::CompareTarget::Mod => st::CompareTarget::Mod(0),
@@ -123,40 +118,19 @@ pub fn txn_request(t: pb::TxnRequest) -> st::TxnRequest {
 
 /// A header carrying only the revision, as etcd sets on responses nested in a txn.
 fn nested(revision: i64) -> Option<pb::ResponseHeader> {
-    Some(pb::ResponseHeader {
-        revision,
-        ..Default::default()
-    })
+    Some(pb::ResponseHeader { revision, ..Default::default() })
 }
 
-pub fn range_response(
-    r: st::RangeResponse,
-    header: Option<pb::ResponseHeader>,
-) -> pb::RangeResponse {
-    pb::RangeResponse {
-        header,
-        kvs: r.kvs.into_iter().map(kv).collect(),
-        more: r.more,
-        count: r.count,
-    }
+pub fn range_response(r: st::RangeResponse, header: Option<pb::ResponseHeader>) -> pb::RangeResponse {
+    pb::RangeResponse { header, kvs: r.kvs.into_iter().map(kv).collect(), more: r.more, count: r.count }
 }
 
 pub fn put_response(r: st::PutResponse, header: Option<pb::ResponseHeader>) -> pb::PutResponse {
-    pb::PutResponse {
-        header,
-        prev_kv: r.prev_kv.map(kv),
-    }
+    pb::PutResponse { header, prev_kv: r.prev_kv.map(kv) }
 }
 
-pub fn delete_response(
-    r: st::DeleteRangeResponse,
-    header: Option<pb::ResponseHeader>,
-) -> pb::DeleteRangeResponse {
-    pb::DeleteRangeResponse {
-        header,
-        deleted: r.deleted,
-        prev_kvs: r.prev_kvs.into_iter().map(kv).collect(),
-    }
+pub fn delete_response(r: st::DeleteRangeResponse, header: Option<pb::ResponseHeader>) -> pb::DeleteRangeResponse {
+    pb::DeleteRangeResponse { header, deleted: r.deleted, prev_kvs: r.prev_kvs.into_iter().map(kv).collect() }
 }
 
 pub fn txn_response(t: st::TxnResponse, header: Option<pb::ResponseHeader>) -> pb::TxnResponse {

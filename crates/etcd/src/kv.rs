@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use daas_store::{KvBackend, StoreError};
-use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use crate::status::to_status;
 use crate::{EtcdConfig, convert, pb};
+
+/// Bytes etcd's raft envelope (request header with its id, and the field tag and length of the
+/// wrapped request) adds before it compares a request with `--max-request-bytes`.
+const RAFT_ENVELOPE_BYTES: usize = 18;
 
 /// The etcd face over one backend; cloned into each service.
 #[derive(Clone)]
@@ -20,28 +23,20 @@ pub(crate) struct Face<B> {
 
 impl<B: KvBackend> Face<B> {
     pub fn new(backend: B, config: EtcdConfig, cluster_id: u64, member_id: u64) -> Self {
-        Face {
-            backend,
-            config: Arc::new(config),
-            cluster_id,
-            member_id,
-        }
+        Face { backend, config: Arc::new(config), cluster_id, member_id }
     }
 
     /// The response header etcd sends: ids, the given revision, and term 1 (one member, no
     /// elections).
     pub fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
-        Some(pb::ResponseHeader {
-            cluster_id: self.cluster_id,
-            member_id: self.member_id,
-            revision,
-            raft_term: 1,
-        })
+        Some(pb::ResponseHeader { cluster_id: self.cluster_id, member_id: self.member_id, revision, raft_term: 1 })
     }
 
     /// Rejects a request larger than `--max-request-bytes`, as etcd does before applying it.
+    /// etcd measures the request wrapped in its raft envelope; we add that envelope's size so
+    /// the boundary falls on the same byte.
     pub fn check_size(&self, m: &impl prost::Message) -> Result<(), Status> {
-        if m.encoded_len() > self.config.max_request_bytes {
+        if m.encoded_len() + RAFT_ENVELOPE_BYTES > self.config.max_request_bytes {
             return Err(to_status(StoreError::RequestTooLarge));
         }
         Ok(())
@@ -50,15 +45,8 @@ impl<B: KvBackend> Face<B> {
 
 #[tonic::async_trait]
 impl<B: KvBackend> pb::kv_server::Kv for Face<B> {
-    async fn range(
-        &self,
-        req: Request<pb::RangeRequest>,
-    ) -> Result<Response<pb::RangeResponse>, Status> {
-        let r = self
-            .backend
-            .range(convert::range_request(req.into_inner()))
-            .await
-            .map_err(to_status)?;
+    async fn range(&self, req: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
+        let r = self.backend.range(convert::range_request(req.into_inner())).await.map_err(to_status)?;
         let h = self.header(r.revision);
         Ok(Response::new(convert::range_response(r, h)))
     }
@@ -66,54 +54,28 @@ impl<B: KvBackend> pb::kv_server::Kv for Face<B> {
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let req = req.into_inner();
         self.check_size(&req)?;
-        let r = self
-            .backend
-            .put(convert::put_request(req))
-            .await
-            .map_err(to_status)?;
+        let r = self.backend.put(convert::put_request(req)).await.map_err(to_status)?;
         let h = self.header(r.revision);
         Ok(Response::new(convert::put_response(r, h)))
     }
 
-    async fn delete_range(
-        &self,
-        req: Request<pb::DeleteRangeRequest>,
-    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let r = self
-            .backend
-            .delete_range(convert::delete_request(req.into_inner()))
-            .await
-            .map_err(to_status)?;
+    async fn delete_range(&self, req: Request<pb::DeleteRangeRequest>) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let r = self.backend.delete_range(convert::delete_request(req.into_inner())).await.map_err(to_status)?;
         let h = self.header(r.revision);
         Ok(Response::new(convert::delete_response(r, h)))
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let req = req.into_inner();
-        if req.encoded_len() > self.config.max_request_bytes {
-            return Err(to_status(StoreError::RequestTooLarge));
-        }
-        let r = self
-            .backend
-            .txn(convert::txn_request(req))
-            .await
-            .map_err(to_status)?;
+        self.check_size(&req)?;
+        let r = self.backend.txn(convert::txn_request(req)).await.map_err(to_status)?;
         let h = self.header(r.revision);
         Ok(Response::new(convert::txn_response(r, h)))
     }
 
-    async fn compact(
-        &self,
-        req: Request<pb::CompactionRequest>,
-    ) -> Result<Response<pb::CompactionResponse>, Status> {
+    async fn compact(&self, req: Request<pb::CompactionRequest>) -> Result<Response<pb::CompactionResponse>, Status> {
         // Compaction is always physical here: superseded records are removed in the same commit.
-        let rev = self
-            .backend
-            .compact(req.into_inner().revision)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::CompactionResponse {
-            header: self.header(rev),
-        }))
+        let rev = self.backend.compact(req.into_inner().revision).await.map_err(to_status)?;
+        Ok(Response::new(pb::CompactionResponse { header: self.header(rev) }))
     }
 }

@@ -10,21 +10,13 @@ use crate::kv::Face;
 use crate::pb;
 use crate::status::to_status;
 
-type KeepAliveStream =
-    Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl<B: KvBackend> pb::lease_server::Lease for Face<B> {
-    async fn lease_grant(
-        &self,
-        req: Request<pb::LeaseGrantRequest>,
-    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+    async fn lease_grant(&self, req: Request<pb::LeaseGrantRequest>) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let req = req.into_inner();
-        let g = self
-            .backend
-            .lease_grant(req.id, req.ttl)
-            .await
-            .map_err(to_status)?;
+        let g = self.backend.lease_grant(req.id, req.ttl).await.map_err(to_status)?;
         Ok(Response::new(pb::LeaseGrantResponse {
             header: self.header(self.backend.current_revision()),
             id: g.id,
@@ -33,18 +25,9 @@ impl<B: KvBackend> pb::lease_server::Lease for Face<B> {
         }))
     }
 
-    async fn lease_revoke(
-        &self,
-        req: Request<pb::LeaseRevokeRequest>,
-    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let rev = self
-            .backend
-            .lease_revoke(req.into_inner().id)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::LeaseRevokeResponse {
-            header: self.header(rev),
-        }))
+    async fn lease_revoke(&self, req: Request<pb::LeaseRevokeRequest>) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let rev = self.backend.lease_revoke(req.into_inner().id).await.map_err(to_status)?;
+        Ok(Response::new(pb::LeaseRevokeResponse { header: self.header(rev) }))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -67,11 +50,7 @@ impl<B: KvBackend> pb::lease_server::Lease for Face<B> {
                         break;
                     }
                 };
-                let resp = pb::LeaseKeepAliveResponse {
-                    header: face.header(face.backend.current_revision()),
-                    id: msg.id,
-                    ttl,
-                };
+                let resp = pb::LeaseKeepAliveResponse { header: face.header(face.backend.current_revision()), id: msg.id, ttl };
                 if tx.send(Ok(resp)).await.is_err() {
                     break;
                 }
@@ -80,16 +59,9 @@ impl<B: KvBackend> pb::lease_server::Lease for Face<B> {
         Ok(Response::new(out))
     }
 
-    async fn lease_time_to_live(
-        &self,
-        req: Request<pb::LeaseTimeToLiveRequest>,
-    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+    async fn lease_time_to_live(&self, req: Request<pb::LeaseTimeToLiveRequest>) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let req = req.into_inner();
-        let t = self
-            .backend
-            .lease_time_to_live(req.id, req.keys)
-            .await
-            .map_err(to_status)?;
+        let t = self.backend.lease_time_to_live(req.id, req.keys).await.map_err(to_status)?;
         Ok(Response::new(pb::LeaseTimeToLiveResponse {
             header: self.header(self.backend.current_revision()),
             id: t.id,
@@ -99,10 +71,7 @@ impl<B: KvBackend> pb::lease_server::Lease for Face<B> {
         }))
     }
 
-    async fn lease_leases(
-        &self,
-        _req: Request<pb::LeaseLeasesRequest>,
-    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+    async fn lease_leases(&self, _req: Request<pb::LeaseLeasesRequest>) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         let ids = self.backend.lease_list().await.map_err(to_status)?;
         Ok(Response::new(pb::LeaseLeasesResponse {
             header: self.header(self.backend.current_revision()),
@@ -112,9 +81,7 @@ impl<B: KvBackend> pb::lease_server::Lease for Face<B> {
 }
 
 /// Runs `body` as a task feeding a response stream through a small channel.
-pub(crate) fn async_stream<T, F, Fut>(
-    body: F,
-) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>
+pub(crate) fn async_stream<T, F, Fut>(body: F) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>
 where
     T: Send + 'static,
     F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,

@@ -72,11 +72,7 @@ impl EtcdConfig {
 
     /// The client URL this member advertises.
     pub fn client_url(&self) -> String {
-        format!(
-            "{}://{}",
-            if self.tls.is_some() { "https" } else { "http" },
-            self.listen
-        )
+        format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.listen)
     }
 }
 
@@ -84,26 +80,17 @@ impl EtcdConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("reading TLS file {path}: {source}")]
-    TlsFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    TlsFile { path: PathBuf, source: std::io::Error },
     #[error("etcd listener: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reading store status: {0}")]
     Backend(String),
     #[error("binding {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|source| ServeError::TlsFile {
-        path: path.clone(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| ServeError::TlsFile { path: path.clone(), source })
 }
 
 /// Binds the listener; returns the address actually bound (useful with port 0) and a future
@@ -112,29 +99,12 @@ pub async fn serve<B: KvBackend>(
     backend: B,
     config: EtcdConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<
-    (
-        SocketAddr,
-        impl std::future::Future<Output = Result<(), ServeError>>,
-    ),
-    ServeError,
-> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let mut builder = Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+) -> Result<(SocketAddr, impl std::future::Future<Output = Result<(), ServeError>>), ServeError> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let mut builder = Server::builder().tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(30)));
     if let Some(tls) = &config.tls {
-        let mut t =
-            ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+        let mut t = ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
         if let Some(ca) = &tls.client_ca {
             t = t.client_ca_root(Certificate::from_pem(read(ca)?));
         }
@@ -143,10 +113,7 @@ pub async fn serve<B: KvBackend>(
     let max = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let mut cfg = config.clone();
     cfg.listen = local;
-    let status = backend
-        .status()
-        .await
-        .map_err(|e| ServeError::Backend(e.to_string()))?;
+    let status = backend.status().await.map_err(|e| ServeError::Backend(e.to_string()))?;
     let face = kv::Face::new(backend, cfg, status.cluster_id, status.member_id);
     use pb::cluster_server::ClusterServer;
     use pb::kv_server::KvServer;
@@ -159,11 +126,10 @@ pub async fn serve<B: KvBackend>(
         .add_service(LeaseServer::new(face.clone()).max_decoding_message_size(max))
         .add_service(MaintenanceServer::new(face.clone()).max_decoding_message_size(max))
         .add_service(ClusterServer::new(face).max_decoding_message_size(max));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Request/response RPCs must not wait on Nagle's algorithm.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let fut = async move {
-        router
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+        router.serve_with_incoming_shutdown(incoming, shutdown).await?;
         Ok(())
     };
     Ok((local, fut))

@@ -26,19 +26,12 @@ struct Running {
 
 #[tonic::async_trait]
 impl<B: KvBackend> pb::watch_server::Watch for Face<B> {
-    type WatchStream = std::pin::Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>,
-    >;
+    type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
-    async fn watch(
-        &self,
-        req: Request<Streaming<pb::WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, req: Request<Streaming<pb::WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         let face = self.clone();
         let input = req.into_inner();
-        Ok(Response::new(async_stream(move |tx| {
-            control(face, input, tx)
-        })))
+        Ok(Response::new(async_stream(move |tx| control(face, input, tx))))
     }
 }
 
@@ -60,20 +53,12 @@ async fn control<B: KvBackend>(face: Face<B>, mut input: Streaming<pb::WatchRequ
                     next_id
                 };
                 if watches.contains_key(&id) {
-                    let _ = tx
-                        .send(Ok(refused(
-                            &face,
-                            id,
-                            "mvcc: duplicate watch ID provided on the WatchStream",
-                        )))
-                        .await;
+                    let _ = tx.send(Ok(refused(&face, id, "mvcc: duplicate watch ID provided on the WatchStream"))).await;
                     continue;
                 }
                 let span = KeySpan::new(c.key.clone(), c.range_end.clone());
                 if span.is_empty() {
-                    let _ = tx
-                        .send(Ok(refused(&face, -1, "mvcc: watcher range is empty")))
-                        .await;
+                    let _ = tx.send(Ok(refused(&face, -1, "mvcc: watcher range is empty"))).await;
                     continue;
                 }
                 use pb::watch_create_request::FilterType;
@@ -96,14 +81,7 @@ async fn control<B: KvBackend>(face: Face<B>, mut input: Streaming<pb::WatchRequ
                             break;
                         }
                         let synced = Arc::new(AtomicI64::new(w.synced_revision()));
-                        let task = tokio::spawn(pump(
-                            face.clone(),
-                            id,
-                            w,
-                            c.progress_notify,
-                            synced.clone(),
-                            tx.clone(),
-                        ));
+                        let task = tokio::spawn(pump(face.clone(), id, w, c.progress_notify, synced.clone(), tx.clone()));
                         watches.insert(id, Running { task, synced });
                     }
                     Err(StoreError::Compacted { compact_revision }) => {
@@ -132,17 +110,8 @@ async fn control<B: KvBackend>(face: Face<B>, mut input: Streaming<pb::WatchRequ
             }
             Some(U::ProgressRequest(_)) => {
                 let current = face.backend.current_revision();
-                let rev = watches
-                    .values()
-                    .map(|r| r.synced.load(Ordering::Acquire))
-                    .min()
-                    .unwrap_or(current)
-                    .min(current);
-                let resp = pb::WatchResponse {
-                    header: face.header(rev),
-                    watch_id: -1,
-                    ..Default::default()
-                };
+                let rev = watches.values().map(|r| r.synced.load(Ordering::Acquire)).min().unwrap_or(current).min(current);
+                let resp = pb::WatchResponse { header: face.header(rev), watch_id: -1, ..Default::default() };
                 if tx.send(Ok(resp)).await.is_err() {
                     break;
                 }
@@ -170,12 +139,7 @@ fn refused<B: KvBackend>(face: &Face<B>, id: i64, reason: &str) -> pb::WatchResp
 /// The watch needed history that compaction removed: canceled with the compact revision.
 fn compacted<B: KvBackend>(face: &Face<B>, id: i64, compact_revision: i64) -> pb::WatchResponse {
     pb::WatchResponse {
-        header: Some(pb::ResponseHeader {
-            cluster_id: face.cluster_id,
-            member_id: face.member_id,
-            revision: 0,
-            raft_term: 1,
-        }),
+        header: Some(pb::ResponseHeader { cluster_id: face.cluster_id, member_id: face.member_id, revision: 0, raft_term: 1 }),
         watch_id: id,
         canceled: true,
         compact_revision,
@@ -183,14 +147,7 @@ fn compacted<B: KvBackend>(face: &Face<B>, id: i64, compact_revision: i64) -> pb
     }
 }
 
-async fn pump<B: KvBackend>(
-    face: Face<B>,
-    id: i64,
-    mut w: B::Watch,
-    progress_notify: bool,
-    synced: Arc<AtomicI64>,
-    tx: Out,
-) {
+async fn pump<B: KvBackend>(face: Face<B>, id: i64, mut w: B::Watch, progress_notify: bool, synced: Arc<AtomicI64>, tx: Out) {
     let mut ticker = tokio::time::interval(face.config.progress_interval);
     ticker.tick().await;
     let mut sent_since_tick = false;

@@ -40,13 +40,19 @@ fn mvcc(c: &mut Criterion) {
         b.iter(|| store.range_now(&req).expect("range"))
     });
     g.bench_function("range/prefix-100", |b| {
-        let req = RangeRequest { limit: 100, ..RangeRequest::new(KeySpan::new(Bytes::from_static(b"/registry/pods/"), Bytes::from_static(b"/registry/pods0"))) };
+        let req = RangeRequest {
+            limit: 100,
+            ..RangeRequest::new(KeySpan::new(Bytes::from_static(b"/registry/pods/"), Bytes::from_static(b"/registry/pods0")))
+        };
         b.iter(|| store.range_now(&req).expect("range"))
     });
     // One put at a time pays a full fsync; the concurrent case shows group commit.
     g.sample_size(20);
     g.bench_function("put/sequential", |b| {
-        b.iter(|| rt.block_on(store.put(PutRequest { key: Bytes::from_static(b"/bench/k"), value: value.clone(), ..Default::default() })).expect("put"))
+        b.iter(|| {
+            rt.block_on(store.put(PutRequest { key: Bytes::from_static(b"/bench/k"), value: value.clone(), ..Default::default() }))
+                .expect("put")
+        })
     });
     g.throughput(Throughput::Elements(64));
     g.bench_function("put/64-concurrent", |b| {
@@ -56,7 +62,9 @@ fn mvcc(c: &mut Criterion) {
                 for i in 0..64 {
                     let s = store.clone();
                     let v = value.clone();
-                    tasks.push(tokio::spawn(async move { s.put(PutRequest { key: Bytes::from(format!("/bench/c{i}")), value: v, ..Default::default() }).await }));
+                    tasks.push(tokio::spawn(async move {
+                        s.put(PutRequest { key: Bytes::from(format!("/bench/c{i}")), value: v, ..Default::default() }).await
+                    }));
                 }
                 for t in tasks {
                     t.await.expect("join").expect("put");

@@ -26,10 +26,7 @@ pub trait KvBackend: Clone + Send + Sync + 'static {
 
     fn range(&self, req: RangeRequest) -> impl Future<Output = Result<RangeResponse>> + Send;
     fn put(&self, req: PutRequest) -> impl Future<Output = Result<PutResponse>> + Send;
-    fn delete_range(
-        &self,
-        req: DeleteRangeRequest,
-    ) -> impl Future<Output = Result<DeleteRangeResponse>> + Send;
+    fn delete_range(&self, req: DeleteRangeRequest) -> impl Future<Output = Result<DeleteRangeResponse>> + Send;
     fn txn(&self, req: TxnRequest) -> impl Future<Output = Result<TxnResponse>> + Send;
     /// Removes history below `revision`; returns the current revision.
     fn compact(&self, revision: Revision) -> impl Future<Output = Result<Revision>> + Send;
@@ -39,11 +36,7 @@ pub trait KvBackend: Clone + Send + Sync + 'static {
     fn lease_revoke(&self, id: i64) -> impl Future<Output = Result<Revision>> + Send;
     /// Renews a lease; returns its TTL in seconds.
     fn lease_keep_alive(&self, id: i64) -> impl Future<Output = Result<i64>> + Send;
-    fn lease_time_to_live(
-        &self,
-        id: i64,
-        keys: bool,
-    ) -> impl Future<Output = Result<LeaseTimeToLive>> + Send;
+    fn lease_time_to_live(&self, id: i64, keys: bool) -> impl Future<Output = Result<LeaseTimeToLive>> + Send;
     fn lease_list(&self) -> impl Future<Output = Result<Vec<i64>>> + Send;
     fn status(&self) -> impl Future<Output = Result<StoreStatus>> + Send;
     fn hash_kv(&self, revision: Revision) -> impl Future<Output = Result<HashKv>> + Send;

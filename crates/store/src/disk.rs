@@ -47,25 +47,12 @@ pub struct Record<'a> {
 
 impl Record<'_> {
     pub fn entry(&self, rev: Rev) -> Entry {
-        Entry {
-            rev,
-            tombstone: self.tombstone,
-            create: self.create,
-            version: self.version,
-            lease: self.lease,
-        }
+        Entry { rev, tombstone: self.tombstone, create: self.create, version: self.version, lease: self.lease }
     }
 }
 
 /// Encodes a record header and key; the caller appends the sealed value.
-pub fn encode_header(
-    tombstone: bool,
-    create: i64,
-    version: i64,
-    lease: i64,
-    key: &[u8],
-    extra: usize,
-) -> Vec<u8> {
+pub fn encode_header(tombstone: bool, create: i64, version: i64, lease: i64, key: &[u8], extra: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + key.len() + extra);
     out.push(if tombstone { KIND_DELETE } else { KIND_PUT });
     out.extend_from_slice(&create.to_be_bytes());
@@ -92,10 +79,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, String> {
         return Err(format!("record has unknown kind {kind}"));
     }
     let key_len = u32::from_be_bytes([bytes[25], bytes[26], bytes[27], bytes[28]]) as usize;
-    let key_end = HEADER
-        .checked_add(key_len)
-        .filter(|&e| e <= bytes.len())
-        .ok_or("record key overruns the record")?;
+    let key_end = HEADER.checked_add(key_len).filter(|&e| e <= bytes.len()).ok_or("record key overruns the record")?;
     Ok(Record {
         tombstone: kind == KIND_DELETE,
         create: be_i64(&bytes[1..]),
@@ -153,10 +137,7 @@ mod tests {
         let mut raw = encode_header(false, 3, 2, 77, b"/registry/pods/a", 4);
         raw.extend_from_slice(b"seal");
         let r = decode(&raw).unwrap();
-        assert_eq!(
-            (r.tombstone, r.create, r.version, r.lease),
-            (false, 3, 2, 77)
-        );
+        assert_eq!((r.tombstone, r.create, r.version, r.lease), (false, 3, 2, 77));
         assert_eq!(r.key, b"/registry/pods/a");
         assert_eq!(r.sealed, b"seal");
         assert_eq!(header_and_key(&r, &raw).len(), raw.len() - 4);

@@ -73,9 +73,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 }
 
@@ -119,7 +117,7 @@ pub(crate) struct Shared {
     committed: AtomicI64,
     compacted: AtomicI64,
     sealer: Sealer,
-    provider: Arc<dyn KeyProvider>,
+    provider: RwLock<Arc<dyn KeyProvider>>,
     leases: Mutex<HashMap<i64, LeaseState>>,
     pub(crate) events: broadcast::Sender<Arc<Batch>>,
     failed: AtomicBool,
@@ -168,9 +166,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.shared.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.shared.path).finish_non_exhaustive()
     }
 }
 
@@ -214,11 +210,7 @@ impl Store {
     }
 
     /// [`Store::open`] with an explicit clock (tests).
-    pub fn open_with_clock(
-        config: StoreConfig,
-        provider: Arc<dyn KeyProvider>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Store> {
+    pub fn open_with_clock(config: StoreConfig, provider: Arc<dyn KeyProvider>, clock: Arc<dyn Clock>) -> Result<Store> {
         std::fs::create_dir_all(&config.data_dir)?;
         let path = config.data_dir.join("data.redb");
         let db = Database::builder()
@@ -240,11 +232,9 @@ impl Store {
                     meta.insert(disk::META_FORMAT, &disk::FORMAT_VERSION.to_be_bytes()[..])?;
                     meta.insert(disk::META_CLUSTER_ID, &random_u64().to_be_bytes()[..])?;
                     meta.insert(disk::META_MEMBER_ID, &random_u64().to_be_bytes()[..])?;
-                    meta.insert(
-                        disk::META_SEALED,
-                        &u64::from(config.sealing).to_be_bytes()[..],
-                    )?;
-                    meta.insert(disk::META_CURRENT, &0u64.to_be_bytes()[..])?;
+                    meta.insert(disk::META_SEALED, &u64::from(config.sealing).to_be_bytes()[..])?;
+                    // etcd starts a fresh store at revision 1; the first write gets revision 2.
+                    meta.insert(disk::META_CURRENT, &1u64.to_be_bytes()[..])?;
                     meta.insert(disk::META_COMPACTED, &0u64.to_be_bytes()[..])?;
                     if config.sealing {
                         let key = seal::random_key()?;
@@ -281,8 +271,8 @@ impl Store {
                 for item in deks.iter()? {
                     let (id, v) = item?;
                     let id = id.value();
-                    let (writes, _, wrapped) = disk::decode_dek(v.value())
-                        .ok_or_else(|| StoreError::Sealing(format!("data key {id} is damaged")))?;
+                    let (writes, _, wrapped) =
+                        disk::decode_dek(v.value()).ok_or_else(|| StoreError::Sealing(format!("data key {id} is damaged")))?;
                     let key = provider.unwrap(wrapped, &seal::dek_context(id))?;
                     sealer.install(id, &key, writes)?;
                 }
@@ -309,31 +299,18 @@ impl Store {
                     revision: main as i64,
                     detail: format!("record ({main}, {sub}): {e}"),
                 })?;
-                let rev = Rev {
-                    main: main as i64,
-                    sub,
-                };
+                let rev = Rev { main: main as i64, sub };
                 index.push(Bytes::copy_from_slice(rec.key), rec.entry(rev));
             }
             let lt = rtx.open_table(LEASES)?;
             for item in lt.iter()? {
                 let (id, v) = item?;
                 if let Some((ttl, expiry_ms)) = disk::decode_lease(v.value()) {
-                    leases.insert(
-                        id.value(),
-                        LeaseState {
-                            ttl,
-                            expiry_ms,
-                            keys: BTreeSet::new(),
-                        },
-                    );
+                    leases.insert(id.value(), LeaseState { ttl, expiry_ms, keys: BTreeSet::new() });
                 }
             }
         }
-        let all = KeySpan::Range {
-            start: Bytes::new(),
-            end: None,
-        };
+        let all = KeySpan::Range { start: Bytes::new(), end: None };
         index.visit(&all, i64::MAX, |k, live| {
             if live.lease != 0
                 && let Some(l) = leases.get_mut(&live.lease)
@@ -342,13 +319,7 @@ impl Store {
             }
             true
         });
-        tracing::info!(
-            revision = current,
-            compact_revision = compacted,
-            keys = index.len(),
-            leases = leases.len(),
-            "store opened"
-        );
+        tracing::info!(revision = current, compact_revision = compacted, keys = index.len(), leases = leases.len(), "store opened");
 
         let (events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
@@ -358,7 +329,7 @@ impl Store {
             committed: AtomicI64::new(current),
             compacted: AtomicI64::new(compacted),
             sealer,
-            provider,
+            provider: RwLock::new(provider),
             leases: Mutex::new(leases),
             events,
             failed: AtomicBool::new(false),
@@ -369,34 +340,18 @@ impl Store {
             member_id,
         });
         let (tx, rx) = mpsc::channel();
-        let w = Writer {
-            shared: shared.clone(),
-            rx,
-        };
-        let thread = std::thread::Builder::new()
-            .name("daas-store-writer".into())
-            .spawn(move || w.run())?;
-        let guard = Arc::new(WriterGuard {
-            stop: tx.clone(),
-            thread: Mutex::new(Some(thread)),
-        });
-        Ok(Store {
-            shared,
-            tx,
-            _writer: guard,
-        })
+        let w = Writer { shared: shared.clone(), rx };
+        let thread = std::thread::Builder::new().name("daas-store-writer".into()).spawn(move || w.run())?;
+        let guard = Arc::new(WriterGuard { stop: tx.clone(), thread: Mutex::new(Some(thread)) });
+        Ok(Store { shared, tx, _writer: guard })
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOut> {
         if self.shared.failed.load(Ordering::Acquire) {
-            return Err(StoreError::Storage(
-                "an earlier commit failed; the store refuses writes until restarted".into(),
-            ));
+            return Err(StoreError::Storage("an earlier commit failed; the store refuses writes until restarted".into()));
         }
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(WriteReq { op, reply })
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(WriteReq { op, reply }).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -439,9 +394,7 @@ impl Store {
         }
         let compacted = self.compact_revision();
         if requested < compacted {
-            return Err(StoreError::Compacted {
-                compact_revision: compacted,
-            });
+            return Err(StoreError::Compacted { compact_revision: compacted });
         }
         Ok(requested)
     }
@@ -450,23 +403,14 @@ impl Store {
     pub fn lease_time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLive {
         let leases = self.shared.leases.lock();
         match leases.get(&id) {
-            None => LeaseTimeToLive {
-                id,
-                ttl: -1,
-                granted_ttl: 0,
-                keys: vec![],
-            },
+            None => LeaseTimeToLive { id, ttl: -1, granted_ttl: 0, keys: vec![] },
             Some(l) => {
                 let remaining = (l.expiry_ms - self.shared.clock.now_ms()).max(0) / 1000;
                 LeaseTimeToLive {
                     id,
                     ttl: remaining,
                     granted_ttl: l.ttl,
-                    keys: if keys {
-                        l.keys.iter().cloned().collect()
-                    } else {
-                        vec![]
-                    },
+                    keys: if keys { l.keys.iter().cloned().collect() } else { vec![] },
                 }
             }
         }
@@ -490,7 +434,7 @@ impl Store {
             db_size,
             db_size_in_use: self.shared.live_bytes.load(Ordering::Relaxed).min(db_size),
             sealed: self.shared.sealer.is_enabled(),
-            key_provider: self.shared.provider.name(),
+            key_provider: self.shared.provider.read().name(),
             active_dek: self.shared.sealer.active_id(),
         }
     }
@@ -507,10 +451,7 @@ impl Store {
             let (k, v) = item?;
             let (main, sub) = k.value();
             let raw = v.value();
-            let rev = Rev {
-                main: main as i64,
-                sub,
-            };
+            let rev = Rev { main: main as i64, sub };
             let rec = disk::decode(raw).map_err(|e| integrity(b"", rev, e))?;
             h.update(&main.to_be_bytes());
             h.update(&sub.to_be_bytes());
@@ -518,11 +459,7 @@ impl Store {
             let plain = self.shared.open_record(&rec, raw, rev)?;
             h.update(&plain);
         }
-        Ok(HashKv {
-            hash: h.finalize(),
-            compact_revision: self.compact_revision(),
-            hash_revision: at,
-        })
+        Ok(HashKv { hash: h.finalize(), compact_revision: self.compact_revision(), hash_revision: at })
     }
 
     /// Watches `req.span`; see [`crate::watch::Watcher`].
@@ -617,21 +554,9 @@ impl Store {
                     let (main, sub) = k.value();
                     from = (main, sub.saturating_add(1));
                     let raw = v.value();
-                    let rec = disk::decode(raw).map_err(|e| {
-                        integrity(
-                            b"",
-                            Rev {
-                                main: main as i64,
-                                sub,
-                            },
-                            e,
-                        )
-                    })?;
+                    let rec = disk::decode(raw).map_err(|e| integrity(b"", Rev { main: main as i64, sub }, e))?;
                     if Sealer::dek_of(rec.sealed).is_some_and(|d| d != active) {
-                        chunk.push(Rev {
-                            main: main as i64,
-                            sub,
-                        });
+                        chunk.push(Rev { main: main as i64, sub });
                     }
                     if chunk.len() >= 512 {
                         break;
@@ -726,18 +651,10 @@ impl Store {
 
     /// Decoded history records in `[from, to]` whose keys fall in `span`, for watch replay.
     /// Stops after about `max` events, at a revision boundary; returns the last revision read.
-    pub(crate) fn history(
-        &self,
-        span: &KeySpan,
-        from: Revision,
-        to: Revision,
-        max: usize,
-    ) -> Result<(Vec<Event>, Revision)> {
+    pub(crate) fn history(&self, span: &KeySpan, from: Revision, to: Revision, max: usize) -> Result<(Vec<Event>, Revision)> {
         let compacted = self.compact_revision();
         if from < compacted {
-            return Err(StoreError::Compacted {
-                compact_revision: compacted,
-            });
+            return Err(StoreError::Compacted { compact_revision: compacted });
         }
         let rtx = self.shared.db.begin_read()?;
         let table = rtx.open_table(REVS)?;
@@ -759,28 +676,11 @@ impl Store {
             }
             let key = Bytes::copy_from_slice(rec.key);
             if rec.tombstone {
-                out.push(Event {
-                    kind: EventKind::Delete,
-                    kv: KeyValue {
-                        key,
-                        mod_revision: main,
-                        ..Default::default()
-                    },
-                    prev_kv: None,
-                });
+                out.push(Event { kind: EventKind::Delete, kv: KeyValue { key, mod_revision: main, ..Default::default() }, prev_kv: None });
             } else {
                 let value = Bytes::from(self.shared.open_record(&rec, raw, rev)?);
-                let live = Live {
-                    rev,
-                    create: rec.create,
-                    version: rec.version,
-                    lease: rec.lease,
-                };
-                out.push(Event {
-                    kind: EventKind::Put,
-                    kv: kv_of(&key, live, value),
-                    prev_kv: None,
-                });
+                let live = Live { rev, create: rec.create, version: rec.version, lease: rec.lease };
+                out.push(Event { kind: EventKind::Put, kv: kv_of(&key, live, value), prev_kv: None });
             }
         }
         if out.len() < max {
@@ -798,11 +698,7 @@ fn check_key(key: &Bytes, span: &KeySpan) -> Result<()> {
 }
 
 fn integrity(key: &[u8], rev: Rev, detail: impl Into<String>) -> StoreError {
-    StoreError::Integrity {
-        key: String::from_utf8_lossy(key).into_owned(),
-        revision: rev.main,
-        detail: detail.into(),
-    }
+    StoreError::Integrity { key: String::from_utf8_lossy(key).into_owned(), revision: rev.main, detail: detail.into() }
 }
 
 pub(crate) fn kv_of(key: &Bytes, live: Live, value: Bytes) -> KeyValue {
@@ -819,26 +715,16 @@ pub(crate) fn kv_of(key: &Bytes, live: Live, value: Bytes) -> KeyValue {
 impl Shared {
     fn open_record(&self, rec: &disk::Record<'_>, raw: &[u8], rev: Rev) -> Result<Vec<u8>> {
         let aad = disk::aad(rev, disk::header_and_key(rec, raw));
-        self.sealer
-            .open(&aad, rec.sealed)
-            .map_err(|e| integrity(rec.key, rev, e))
+        self.sealer.open(&aad, rec.sealed).map_err(|e| integrity(rec.key, rev, e))
     }
 
     /// Reads and opens the value of the record at `rev`, checking it belongs to `key`.
-    fn fetch_value(
-        &self,
-        table: &impl ReadableTable<(u64, u32), &'static [u8]>,
-        key: &Bytes,
-        rev: Rev,
-        at: Revision,
-    ) -> Result<Bytes> {
+    fn fetch_value(&self, table: &impl ReadableTable<(u64, u32), &'static [u8]>, key: &Bytes, rev: Rev, at: Revision) -> Result<Bytes> {
         let Some(guard) = table.get((rev.main as u64, rev.sub))? else {
             // Compaction removed it between the index lookup and this read.
             let compacted = self.compacted.load(Ordering::Acquire);
             return Err(if at < compacted {
-                StoreError::Compacted {
-                    compact_revision: compacted,
-                }
+                StoreError::Compacted { compact_revision: compacted }
             } else {
                 integrity(key, rev, "record is missing from the data file")
             });
@@ -872,19 +758,17 @@ fn read_range(
         (o, _) => o,
     };
     let by_key = req.sort_target == SortTarget::Key;
-    let limit = if req.limit > 0 {
-        req.limit as usize
-    } else {
-        usize::MAX
-    };
+    let limit = if req.limit > 0 { req.limit as usize } else { usize::MAX };
     let mut count = 0i64;
     let mut hits: Vec<(Bytes, Live)> = Vec::new();
     // As in etcd, `count` is every key live in the span; the revision filters and the limit
     // only decide which of them are returned.
+    // One hit past the limit tells whether there is `more`, as etcd asks its index for limit+1.
+    let keep = limit.saturating_add(1);
     let mut collect = |k: &Bytes, l: Live| {
         count += 1;
         // Sorting by anything but the key needs every hit; otherwise the limit cuts early.
-        if !req.count_only && filter(&l) && (!by_key || hits.len() < limit) {
+        if !req.count_only && filter(&l) && (!by_key || hits.len() < keep) {
             hits.push((k.clone(), l));
         }
         true
@@ -895,21 +779,16 @@ fn read_range(
         index.visit(&req.span, at, &mut collect);
     }
     if req.count_only {
-        return Ok(RangeResponse {
-            revision: 0,
-            kvs: vec![],
-            more: false,
-            count,
-        });
+        return Ok(RangeResponse { revision: 0, kvs: vec![], more: false, count });
+    }
+    let more = hits.len() > limit;
+    if by_key {
+        hits.truncate(limit);
     }
     let mut kvs = Vec::with_capacity(hits.len().min(limit));
     let needs_value_sort = req.sort_target == SortTarget::Value;
     for (k, l) in &hits {
-        let value = if req.keys_only && !needs_value_sort {
-            Bytes::new()
-        } else {
-            fetch(k, l.rev)?
-        };
+        let value = if req.keys_only && !needs_value_sort { Bytes::new() } else { fetch(k, l.rev)? };
         kvs.push(kv_of(k, *l, value));
     }
     if !by_key {
@@ -933,13 +812,7 @@ fn read_range(
             }
         }
     }
-    let more = (kvs.len() as i64) < count;
-    Ok(RangeResponse {
-        revision: 0,
-        kvs,
-        more,
-        count,
-    })
+    Ok(RangeResponse { revision: 0, kvs, more, count })
 }
 
 /// Whether a compare holds for one key's state (`None` = the key does not exist).
@@ -948,9 +821,7 @@ fn compare_one(c: &Compare, live: Option<(Live, Option<Bytes>)>) -> bool {
     let ord = match (&c.target, &live) {
         // etcd: comparing the value of a missing key always fails.
         (CompareTarget::Value(_), None) => return false,
-        (CompareTarget::Value(v), Some((_, val))) => {
-            val.as_deref().unwrap_or_default().cmp(v.as_ref())
-        }
+        (CompareTarget::Value(v), Some((_, val))) => val.as_deref().unwrap_or_default().cmp(v.as_ref()),
         (CompareTarget::Version(v), l) => l.as_ref().map_or(0, |(l, _)| l.version).cmp(v),
         (CompareTarget::Create(v), l) => l.as_ref().map_or(0, |(l, _)| l.create).cmp(v),
         (CompareTarget::Mod(v), l) => l.as_ref().map_or(0, |(l, _)| l.rev.main).cmp(v),
@@ -964,25 +835,13 @@ fn compare_one(c: &Compare, live: Option<(Live, Option<Bytes>)>) -> bool {
     }
 }
 
-fn eval_compare(
-    index: &Index,
-    c: &Compare,
-    at: Revision,
-    fetch: &mut dyn FnMut(&Bytes, Rev) -> Result<Bytes>,
-) -> Result<bool> {
+fn eval_compare(index: &Index, c: &Compare, at: Revision, fetch: &mut dyn FnMut(&Bytes, Rev) -> Result<Bytes>) -> Result<bool> {
     let want_value = matches!(c.target, CompareTarget::Value(_));
     match &c.span {
         KeySpan::Single(k) => {
             let live = match index.get(k, at) {
                 None => None,
-                Some(l) => Some((
-                    l,
-                    if want_value {
-                        Some(fetch(k, l.rev)?)
-                    } else {
-                        None
-                    },
-                )),
+                Some(l) => Some((l, if want_value { Some(fetch(k, l.rev)?) } else { None })),
             };
             Ok(compare_one(c, live))
         }
@@ -993,11 +852,7 @@ fn eval_compare(
                 true
             });
             for (k, l) in hits {
-                let v = if want_value {
-                    Some(fetch(&k, l.rev)?)
-                } else {
-                    None
-                };
+                let v = if want_value { Some(fetch(&k, l.rev)?) } else { None };
                 if !compare_one(c, Some((l, v))) {
                     return Ok(false);
                 }
@@ -1009,12 +864,7 @@ fn eval_compare(
 
 /// Which branch each (nested) txn takes, decided against the state before the txn runs, as
 /// etcd does. Depth-first: this txn's choice, then its chosen branch's nested txns in order.
-fn txn_path(
-    index: &Index,
-    req: &TxnRequest,
-    at: Revision,
-    fetch: &mut dyn FnMut(&Bytes, Rev) -> Result<Bytes>,
-) -> Result<Vec<bool>> {
+fn txn_path(index: &Index, req: &TxnRequest, at: Revision, fetch: &mut dyn FnMut(&Bytes, Rev) -> Result<Bytes>) -> Result<Vec<bool>> {
     let mut path = Vec::new();
     fn walk(
         index: &Index,
@@ -1077,11 +927,7 @@ fn read_txn_ops(
                 }
             });
         }
-        Ok(TxnResponse {
-            revision: at,
-            succeeded: ok,
-            responses,
-        })
+        Ok(TxnResponse { revision: at, succeeded: ok, responses })
     }
     run(store, index, req, path, &mut pos, at, fetch)
 }
@@ -1134,6 +980,22 @@ struct BatchCtx {
     compact_to: Option<Revision>,
     live_delta: i64,
     dek_changed: bool,
+    /// Lease attachments changed in this batch: (lease, key, attached?), for undoing a request.
+    lease_undo: Vec<(i64, Bytes, bool)>,
+}
+
+/// Where a request started in the batch, so a request that fails midway can be undone.
+struct Mark {
+    events: usize,
+    touched: usize,
+    live_delta: i64,
+    lease_undo: usize,
+}
+
+impl BatchCtx {
+    fn mark(&self) -> Mark {
+        Mark { events: self.events.len(), touched: self.touched.len(), live_delta: self.live_delta, lease_undo: self.lease_undo.len() }
+    }
 }
 
 /// One write request's share of a revision: its main revision and the next sub revision.
@@ -1164,9 +1026,7 @@ impl Writer {
             }
             if self.shared.failed.load(Ordering::Acquire) {
                 for r in reqs {
-                    let _ = r.reply.send(Err(StoreError::Storage(
-                        "an earlier commit failed; restart the store".into(),
-                    )));
+                    let _ = r.reply.send(Err(StoreError::Storage("an earlier commit failed; restart the store".into())));
                 }
                 continue;
             }
@@ -1178,11 +1038,7 @@ impl Writer {
     fn expired_leases(&self) -> Vec<i64> {
         let now = self.shared.clock.now_ms();
         let leases = self.shared.leases.lock();
-        let mut ids: Vec<i64> = leases
-            .iter()
-            .filter(|(_, l)| l.expiry_ms <= now)
-            .map(|(id, _)| *id)
-            .collect();
+        let mut ids: Vec<i64> = leases.iter().filter(|(_, l)| l.expiry_ms <= now).map(|(id, _)| *id).collect();
         ids.sort_unstable();
         ids
     }
@@ -1197,12 +1053,12 @@ impl Writer {
             compact_to: None,
             live_delta: 0,
             dek_changed: false,
+            lease_undo: vec![],
         };
         let mut replies = Vec::with_capacity(reqs.len());
         let outcome: Result<()> = (|| {
             let mut wtx = sh.db.begin_write()?;
-            wtx.set_durability(Durability::Immediate)
-                .map_err(|e| StoreError::Storage(e.to_string()))?;
+            wtx.set_durability(Durability::Immediate).map_err(|e| StoreError::Storage(e.to_string()))?;
             {
                 let mut revs = wtx.open_table(REVS)?;
                 let mut leases = wtx.open_table(LEASES)?;
@@ -1212,24 +1068,13 @@ impl Writer {
                     tracing::debug!(lease = id, "lease expired");
                     // The lease may have been renewed or revoked since it was listed; only a
                     // lease still past its deadline goes.
-                    let still = sh
-                        .leases
-                        .lock()
-                        .get(&id)
-                        .is_some_and(|l| l.expiry_ms <= sh.clock.now_ms());
+                    let still = sh.leases.lock().get(&id).is_some_and(|l| l.expiry_ms <= sh.clock.now_ms());
                     if still {
                         self.revoke(&mut ctx, &mut revs, &mut leases, &mut deks, &mut meta, id)?;
                     }
                 }
                 for req in reqs {
-                    let out = self.apply(
-                        &mut ctx,
-                        &mut revs,
-                        &mut leases,
-                        &mut deks,
-                        &mut meta,
-                        req.op,
-                    );
+                    let out = self.apply(&mut ctx, &mut revs, &mut leases, &mut deks, &mut meta, req.op);
                     // A storage error fails the whole batch; a request error fails only its own.
                     if let Err(StoreError::Storage(e)) = &out {
                         return Err(StoreError::Storage(e.clone()));
@@ -1244,9 +1089,8 @@ impl Writer {
                     // Persist how much the active DEK has sealed, so rotation survives restarts.
                     let id = sh.sealer.active_id();
                     let updated = deks.get(id)?.and_then(|v| {
-                        disk::decode_dek(v.value()).map(|(_, created, wrapped)| {
-                            disk::encode_dek(sh.sealer.active_writes(), created, wrapped)
-                        })
+                        disk::decode_dek(v.value())
+                            .map(|(_, created, wrapped)| disk::encode_dek(sh.sealer.active_writes(), created, wrapped))
                     });
                     if let Some(v) = updated {
                         deks.insert(id, v.as_slice())?;
@@ -1267,10 +1111,7 @@ impl Writer {
                 sh.live_bytes.fetch_add(ctx.live_delta, Ordering::Relaxed);
                 sh.committed.store(current, Ordering::Release);
                 if !ctx.events.is_empty() {
-                    let _ = sh.events.send(Arc::new(Batch {
-                        last_rev: current,
-                        events: std::mem::take(&mut ctx.events),
-                    }));
+                    let _ = sh.events.send(Arc::new(Batch { last_rev: current, events: std::mem::take(&mut ctx.events) }));
                 }
                 for (reply, out) in replies {
                     let _ = reply.send(out);
@@ -1306,27 +1147,20 @@ impl Writer {
             WriteOp::Put(req) => {
                 let cur = sh.index.read().get(&req.key, i64::MAX);
                 self.check_put_state(&req, cur)?;
-                let mut slot = RevSlot {
-                    main: ctx.next_main,
-                    sub: 0,
-                };
+                let mut slot = RevSlot { main: ctx.next_main, sub: 0 };
                 let resp = self.put(ctx, revs, &mut slot, &req, cur)?;
                 ctx.next_main += 1;
                 Ok(WriteOut::Put(resp))
             }
             WriteOp::Delete(req) => {
-                let mut slot = RevSlot {
-                    main: ctx.next_main,
-                    sub: 0,
-                };
-                let resp = self.delete(ctx, revs, &mut slot, &req)?;
+                let mut slot = RevSlot { main: ctx.next_main, sub: 0 };
+                let mark = ctx.mark();
+                let resp = self.delete(ctx, revs, &mut slot, &req);
+                let resp = self.undo_on_error(ctx, revs, &mark, &slot, resp)?;
                 if slot.sub > 0 {
                     ctx.next_main += 1;
                 }
-                Ok(WriteOut::Delete(DeleteRangeResponse {
-                    revision: ctx.next_main - 1,
-                    ..resp
-                }))
+                Ok(WriteOut::Delete(DeleteRangeResponse { revision: ctx.next_main - 1, ..resp }))
             }
             WriteOp::Txn(req) => {
                 let at = i64::MAX;
@@ -1335,12 +1169,11 @@ impl Writer {
                     let mut fetch = |k: &Bytes, r: Rev| self.fetch_pending(revs, k, r);
                     txn_path(&index, &req, at, &mut fetch)?
                 };
-                self.check_txn_state(&req, &path, &mut 0)?;
-                let mut slot = RevSlot {
-                    main: ctx.next_main,
-                    sub: 0,
-                };
-                let mut resp = self.txn(ctx, revs, &mut slot, &req, &path, &mut 0)?;
+                self.check_txn_state(ctx, &req, &path, &mut 0)?;
+                let mut slot = RevSlot { main: ctx.next_main, sub: 0 };
+                let mark = ctx.mark();
+                let resp = self.txn(ctx, revs, &mut slot, &req, &path, &mut 0);
+                let mut resp = self.undo_on_error(ctx, revs, &mark, &slot, resp)?;
                 if slot.sub > 0 {
                     ctx.next_main += 1;
                 }
@@ -1352,13 +1185,9 @@ impl Writer {
                 if rev > current {
                     return Err(StoreError::FutureRevision);
                 }
-                let done = ctx
-                    .compact_to
-                    .unwrap_or(sh.compacted.load(Ordering::Acquire));
+                let done = ctx.compact_to.unwrap_or(sh.compacted.load(Ordering::Acquire));
                 if rev <= done {
-                    return Err(StoreError::Compacted {
-                        compact_revision: done,
-                    });
+                    return Err(StoreError::Compacted { compact_revision: done });
                 }
                 let gone = sh.index.read().compactable(rev);
                 for r in &gone {
@@ -1388,14 +1217,7 @@ impl Writer {
                 };
                 let expiry_ms = sh.clock.now_ms().saturating_add(ttl.saturating_mul(1000));
                 leases.insert(id, &disk::encode_lease(ttl, expiry_ms)[..])?;
-                map.insert(
-                    id,
-                    LeaseState {
-                        ttl,
-                        expiry_ms,
-                        keys: BTreeSet::new(),
-                    },
-                );
+                map.insert(id, LeaseState { ttl, expiry_ms, keys: BTreeSet::new() });
                 Ok(WriteOut::Lease(LeaseGrant { id, ttl }))
             }
             WriteOp::LeaseRevoke(id) => {
@@ -1419,18 +1241,18 @@ impl Writer {
             WriteOp::Reseal(list) => self.reseal(revs, deks, &list).map(WriteOut::Count),
             WriteOp::Rewrap(provider) => {
                 let mut n = 0;
-                let all: Vec<(u32, Vec<u8>)> = deks
-                    .iter()?
-                    .map(|i| i.map(|(k, v)| (k.value(), v.value().to_vec())))
-                    .collect::<std::result::Result<_, _>>()?;
+                let all: Vec<(u32, Vec<u8>)> =
+                    deks.iter()?.map(|i| i.map(|(k, v)| (k.value(), v.value().to_vec()))).collect::<std::result::Result<_, _>>()?;
                 for (id, raw) in all {
-                    let (writes, created, wrapped) = disk::decode_dek(&raw)
-                        .ok_or_else(|| StoreError::Sealing(format!("data key {id} is damaged")))?;
-                    let key = sh.provider.unwrap(wrapped, &seal::dek_context(id))?;
+                    let (writes, created, wrapped) =
+                        disk::decode_dek(&raw).ok_or_else(|| StoreError::Sealing(format!("data key {id} is damaged")))?;
+                    let key = sh.provider.read().unwrap(wrapped, &seal::dek_context(id))?;
                     let rewrapped = provider.wrap(&key, &seal::dek_context(id))?;
                     deks.insert(id, disk::encode_dek(writes, created, &rewrapped).as_slice())?;
                     n += 1;
                 }
+                // Data keys made from now on (rotation) are wrapped by the new provider too.
+                *sh.provider.write() = provider;
                 Ok(WriteOut::Count(n))
             }
         }
@@ -1445,11 +1267,8 @@ impl Writer {
         let sh = &self.shared;
         let id = deks.last()?.map_or(0, |(k, _)| k.value()) + 1;
         let key = seal::random_key()?;
-        let wrapped = sh.provider.wrap(&key, &seal::dek_context(id))?;
-        deks.insert(
-            id,
-            disk::encode_dek(0, sh.clock.now_ms(), &wrapped).as_slice(),
-        )?;
+        let wrapped = sh.provider.read().wrap(&key, &seal::dek_context(id))?;
+        deks.insert(id, disk::encode_dek(0, sh.clock.now_ms(), &wrapped).as_slice())?;
         meta.insert(disk::META_ACTIVE_DEK, &u64::from(id).to_be_bytes()[..])?;
         sh.sealer.install(id, &key, 0)?;
         sh.sealer.activate(id);
@@ -1458,19 +1277,11 @@ impl Writer {
         Ok(id)
     }
 
-    fn reseal(
-        &self,
-        revs: &mut Table<(u64, u32), &'static [u8]>,
-        deks: &mut Table<u32, &'static [u8]>,
-        list: &[Rev],
-    ) -> Result<u64> {
+    fn reseal(&self, revs: &mut Table<(u64, u32), &'static [u8]>, deks: &mut Table<u32, &'static [u8]>, list: &[Rev]) -> Result<u64> {
         let sh = &self.shared;
         let mut n = 0;
         for &rev in list {
-            let Some(raw) = revs
-                .get((rev.main as u64, rev.sub))?
-                .map(|g| g.value().to_vec())
-            else {
+            let Some(raw) = revs.get((rev.main as u64, rev.sub))?.map(|g| g.value().to_vec()) else {
                 continue;
             };
             let rec = disk::decode(&raw).map_err(|e| integrity(b"", rev, e))?;
@@ -1494,10 +1305,7 @@ impl Writer {
                 }
             }
             let active = sh.sealer.active_id();
-            let ids: Vec<u32> = deks
-                .iter()?
-                .map(|i| i.map(|(k, _)| k.value()))
-                .collect::<std::result::Result<_, _>>()?;
+            let ids: Vec<u32> = deks.iter()?.map(|i| i.map(|(k, _)| k.value())).collect::<std::result::Result<_, _>>()?;
             for id in ids {
                 if id != active && !used.contains(&id) {
                     deks.remove(id)?;
@@ -1508,12 +1316,7 @@ impl Writer {
         Ok(n)
     }
 
-    fn fetch_pending(
-        &self,
-        revs: &Table<(u64, u32), &'static [u8]>,
-        key: &Bytes,
-        rev: Rev,
-    ) -> Result<Bytes> {
+    fn fetch_pending(&self, revs: &Table<(u64, u32), &'static [u8]>, key: &Bytes, rev: Rev) -> Result<Bytes> {
         self.shared.fetch_value(revs, key, rev, i64::MAX)
     }
 
@@ -1521,16 +1324,46 @@ impl Writer {
         if (req.ignore_value || req.ignore_lease) && cur.is_none() {
             return Err(StoreError::KeyNotFound);
         }
-        if !req.ignore_lease
-            && req.lease != 0
-            && !self.shared.leases.lock().contains_key(&req.lease)
-        {
+        if !req.ignore_lease && req.lease != 0 && !self.shared.leases.lock().contains_key(&req.lease) {
             return Err(StoreError::LeaseNotFound);
         }
         Ok(())
     }
 
-    fn check_txn_state(&self, req: &TxnRequest, path: &[bool], pos: &mut usize) -> Result<()> {
+    /// Undoes what a failed request wrote in this batch, so it leaves nothing behind.
+    fn undo_on_error<T>(
+        &self,
+        ctx: &mut BatchCtx,
+        revs: &mut Table<(u64, u32), &'static [u8]>,
+        mark: &Mark,
+        slot: &RevSlot,
+        r: Result<T>,
+    ) -> Result<T> {
+        let Err(e) = r else { return r };
+        if slot.sub == 0 {
+            return Err(e);
+        }
+        for sub in 0..slot.sub {
+            revs.remove((slot.main as u64, sub))?;
+        }
+        self.shared.index.write().remove_main(&ctx.touched[mark.touched..], slot.main);
+        ctx.touched.truncate(mark.touched);
+        ctx.events.truncate(mark.events);
+        ctx.live_delta = mark.live_delta;
+        let mut leases = self.shared.leases.lock();
+        for (lease, key, attached) in ctx.lease_undo.drain(mark.lease_undo..).rev() {
+            if let Some(l) = leases.get_mut(&lease) {
+                if attached {
+                    l.keys.remove(&key);
+                } else {
+                    l.keys.insert(key);
+                }
+            }
+        }
+        Err(e)
+    }
+
+    fn check_txn_state(&self, ctx: &BatchCtx, req: &TxnRequest, path: &[bool], pos: &mut usize) -> Result<()> {
         let ok = path[*pos];
         *pos += 1;
         for op in if ok { &req.success } else { &req.failure } {
@@ -1539,19 +1372,18 @@ impl Writer {
                     let cur = self.shared.index.read().get(&p.key, i64::MAX);
                     self.check_put_state(p, cur)?;
                 }
-                RequestOp::Txn(t) => self.check_txn_state(t, path, pos)?,
+                RequestOp::Txn(t) => self.check_txn_state(ctx, t, path, pos)?,
                 RequestOp::Range(r) => {
                     if r.revision > 0 {
-                        // Historical reads in a txn are checked against the committed state.
-                        let current = self.shared.committed.load(Ordering::Acquire);
+                        // Historical reads in a txn are checked against the batch so far,
+                        // including a compaction earlier in the same batch.
+                        let current = ctx.next_main - 1;
                         if r.revision > current {
                             return Err(StoreError::FutureRevision);
                         }
-                        let c = self.shared.compacted.load(Ordering::Acquire);
+                        let c = ctx.compact_to.unwrap_or_else(|| self.shared.compacted.load(Ordering::Acquire));
                         if r.revision < c {
-                            return Err(StoreError::Compacted {
-                                compact_revision: c,
-                            });
+                            return Err(StoreError::Compacted { compact_revision: c });
                         }
                     }
                 }
@@ -1570,14 +1402,7 @@ impl Writer {
         entry: Entry,
         value: &[u8],
     ) -> Result<()> {
-        let hk = disk::encode_header(
-            entry.tombstone,
-            entry.create,
-            entry.version,
-            entry.lease,
-            key,
-            value.len() + seal::SEAL_OVERHEAD,
-        );
+        let hk = disk::encode_header(entry.tombstone, entry.create, entry.version, entry.lease, key, value.len() + seal::SEAL_OVERHEAD);
         let sealed = self.shared.sealer.seal(&disk::aad(entry.rev, &hk), value)?;
         let mut raw = hk;
         raw.extend_from_slice(&sealed);
@@ -1606,27 +1431,11 @@ impl Writer {
         } else {
             None
         };
-        let value = if req.ignore_value {
-            prev_value.clone().unwrap_or_default()
-        } else {
-            req.value.clone()
-        };
-        let lease = if req.ignore_lease {
-            cur.map_or(0, |l| l.lease)
-        } else {
-            req.lease
-        };
-        let rev = Rev {
-            main: slot.main,
-            sub: slot.sub,
-        };
-        let entry = Entry {
-            rev,
-            tombstone: false,
-            create: cur.map_or(slot.main, |l| l.create),
-            version: cur.map_or(1, |l| l.version + 1),
-            lease,
-        };
+        let value = if req.ignore_value { prev_value.clone().unwrap_or_default() } else { req.value.clone() };
+        let lease = if req.ignore_lease { cur.map_or(0, |l| l.lease) } else { req.lease };
+        let rev = Rev { main: slot.main, sub: slot.sub };
+        let entry =
+            Entry { rev, tombstone: false, create: cur.map_or(slot.main, |l| l.create), version: cur.map_or(1, |l| l.version + 1), lease };
         self.write_record(ctx, revs, slot, &req.key, entry, &value)?;
         // Move the key between leases.
         let old_lease = cur.map_or(0, |l| l.lease);
@@ -1634,35 +1443,21 @@ impl Writer {
             let mut map = sh.leases.lock();
             if old_lease != 0
                 && let Some(l) = map.get_mut(&old_lease)
+                && l.keys.remove(&req.key)
             {
-                l.keys.remove(&req.key);
+                ctx.lease_undo.push((old_lease, req.key.clone(), false));
             }
             if lease != 0
                 && let Some(l) = map.get_mut(&lease)
+                && l.keys.insert(req.key.clone())
             {
-                l.keys.insert(req.key.clone());
+                ctx.lease_undo.push((lease, req.key.clone(), true));
             }
         }
-        let live = Live {
-            rev,
-            create: entry.create,
-            version: entry.version,
-            lease,
-        };
-        ctx.events.push(Event {
-            kind: EventKind::Put,
-            kv: kv_of(&req.key, live, value),
-            prev_kv: None,
-        });
-        let prev_kv = if req.prev_kv {
-            cur.zip(prev_value).map(|(l, v)| kv_of(&req.key, l, v))
-        } else {
-            None
-        };
-        Ok(PutResponse {
-            revision: slot.main,
-            prev_kv,
-        })
+        let live = Live { rev, create: entry.create, version: entry.version, lease };
+        ctx.events.push(Event { kind: EventKind::Put, kv: kv_of(&req.key, live, value), prev_kv: None });
+        let prev_kv = if req.prev_kv { cur.zip(prev_value).map(|(l, v)| kv_of(&req.key, l, v)) } else { None };
+        Ok(PutResponse { revision: slot.main, prev_kv })
     }
 
     fn delete(
@@ -1685,11 +1480,7 @@ impl Writer {
             }
             self.delete_key(ctx, revs, slot, k, *l)?;
         }
-        Ok(DeleteRangeResponse {
-            revision: slot.main,
-            deleted: hits.len() as i64,
-            prev_kvs,
-        })
+        Ok(DeleteRangeResponse { revision: slot.main, deleted: hits.len() as i64, prev_kvs })
     }
 
     fn delete_key(
@@ -1700,30 +1491,18 @@ impl Writer {
         key: &Bytes,
         live: Live,
     ) -> Result<()> {
-        let rev = Rev {
-            main: slot.main,
-            sub: slot.sub,
-        };
-        let entry = Entry {
-            rev,
-            tombstone: true,
-            create: 0,
-            version: 0,
-            lease: 0,
-        };
+        let rev = Rev { main: slot.main, sub: slot.sub };
+        let entry = Entry { rev, tombstone: true, create: 0, version: 0, lease: 0 };
         self.write_record(ctx, revs, slot, key, entry, &[])?;
         if live.lease != 0
             && let Some(l) = self.shared.leases.lock().get_mut(&live.lease)
+            && l.keys.remove(key)
         {
-            l.keys.remove(key);
+            ctx.lease_undo.push((live.lease, key.clone(), false));
         }
         ctx.events.push(Event {
             kind: EventKind::Delete,
-            kv: KeyValue {
-                key: key.clone(),
-                mod_revision: slot.main,
-                ..Default::default()
-            },
+            kv: KeyValue { key: key.clone(), mod_revision: slot.main, ..Default::default() },
             prev_kv: None,
         });
         Ok(())
@@ -1754,17 +1533,11 @@ impl Writer {
                     let cur = self.shared.index.read().get(&p.key, i64::MAX);
                     ResponseOp::Put(self.put(ctx, revs, slot, p, cur)?)
                 }
-                RequestOp::DeleteRange(d) => {
-                    ResponseOp::DeleteRange(self.delete(ctx, revs, slot, d)?)
-                }
+                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete(ctx, revs, slot, d)?),
                 RequestOp::Txn(t) => ResponseOp::Txn(self.txn(ctx, revs, slot, t, path, pos)?),
             });
         }
-        Ok(TxnResponse {
-            revision: slot.main,
-            succeeded: ok,
-            responses,
-        })
+        Ok(TxnResponse { revision: slot.main, succeeded: ok, responses })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1781,10 +1554,7 @@ impl Writer {
             let map = self.shared.leases.lock();
             map.get(&id).ok_or(StoreError::LeaseNotFound)?.keys.clone()
         };
-        let mut slot = RevSlot {
-            main: ctx.next_main,
-            sub: 0,
-        };
+        let mut slot = RevSlot { main: ctx.next_main, sub: 0 };
         for k in &keys {
             let live = self.shared.index.read().get(k, i64::MAX);
             if let Some(l) = live {

@@ -44,11 +44,7 @@ pub enum StoreError {
     LeaseProvided,
     /// A sealed value failed to authenticate: the data file was altered or damaged.
     #[error("integrity check failed for key {key:?} at revision {revision}: {detail}")]
-    Integrity {
-        key: String,
-        revision: Revision,
-        detail: String,
-    },
+    Integrity { key: String, revision: Revision, detail: String },
     /// The underlying storage failed; the store refuses writes until restarted.
     #[error("storage failure: {0}")]
     Storage(String),

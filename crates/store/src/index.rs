@@ -62,12 +62,7 @@ impl Index {
     pub fn get(&self, key: &[u8], at: Revision) -> Option<Live> {
         let entries = self.keys.get(key)?;
         let e = visible_in(entries, at)?;
-        (!e.tombstone).then_some(Live {
-            rev: e.rev,
-            create: e.create,
-            version: e.version,
-            lease: e.lease,
-        })
+        (!e.tombstone).then_some(Live { rev: e.rev, create: e.create, version: e.version, lease: e.lease })
     }
 
     /// The version of `key` that was live just before revision `before` (for `prev_kv`).
@@ -75,27 +70,14 @@ impl Index {
         let entries = self.keys.get(key)?;
         let n = entries.partition_point(|e| e.rev < before);
         let e = entries[..n].last()?;
-        (!e.tombstone).then_some(Live {
-            rev: e.rev,
-            create: e.create,
-            version: e.version,
-            lease: e.lease,
-        })
+        (!e.tombstone).then_some(Live { rev: e.rev, create: e.create, version: e.version, lease: e.lease })
     }
 
     /// Calls `f` for every key in `span` live at `at`, in key order; stops when `f` returns false.
     pub fn visit(&self, span: &KeySpan, at: Revision, mut f: impl FnMut(&Bytes, Live) -> bool) {
         let mut each = |k: &Bytes, entries: &Vec<Entry>| -> bool {
             match visible_in(entries, at) {
-                Some(e) if !e.tombstone => f(
-                    k,
-                    Live {
-                        rev: e.rev,
-                        create: e.create,
-                        version: e.version,
-                        lease: e.lease,
-                    },
-                ),
+                Some(e) if !e.tombstone => f(k, Live { rev: e.rev, create: e.create, version: e.version, lease: e.lease }),
                 _ => true,
             }
         };
@@ -107,9 +89,7 @@ impl Index {
             }
             KeySpan::Range { .. } if span.is_empty() => {}
             KeySpan::Range { start, end } => {
-                let upper = end
-                    .as_ref()
-                    .map_or(Bound::Unbounded, |e| Bound::Excluded(e.clone()));
+                let upper = end.as_ref().map_or(Bound::Unbounded, |e| Bound::Excluded(e.clone()));
                 for (k, es) in self.keys.range((Bound::Included(start.clone()), upper)) {
                     if !each(k, es) {
                         break;
@@ -125,25 +105,11 @@ impl Index {
             KeySpan::Single(_) => self.visit(span, at, f),
             KeySpan::Range { .. } if span.is_empty() => {}
             KeySpan::Range { start, end } => {
-                let upper = end
-                    .as_ref()
-                    .map_or(Bound::Unbounded, |e| Bound::Excluded(e.clone()));
-                for (k, es) in self
-                    .keys
-                    .range((Bound::Included(start.clone()), upper))
-                    .rev()
-                {
+                let upper = end.as_ref().map_or(Bound::Unbounded, |e| Bound::Excluded(e.clone()));
+                for (k, es) in self.keys.range((Bound::Included(start.clone()), upper)).rev() {
                     if let Some(e) = visible_in(es, at)
                         && !e.tombstone
-                        && !f(
-                            k,
-                            Live {
-                                rev: e.rev,
-                                create: e.create,
-                                version: e.version,
-                                lease: e.lease,
-                            },
-                        )
+                        && !f(k, Live { rev: e.rev, create: e.create, version: e.version, lease: e.lease })
                     {
                         break;
                     }
@@ -157,6 +123,18 @@ impl Index {
         for k in keys {
             if let Some(es) = self.keys.get_mut(k) {
                 es.retain(|e| e.rev.main <= committed);
+                if es.is_empty() {
+                    self.keys.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Removes the entries of main revision `main` from `keys` (a request that was undone).
+    pub fn remove_main(&mut self, keys: &[Bytes], main: Revision) {
+        for k in keys {
+            if let Some(es) = self.keys.get_mut(k) {
+                es.retain(|e| e.rev.main != main);
                 if es.is_empty() {
                     self.keys.remove(k);
                 }
@@ -202,23 +180,11 @@ mod tests {
     use super::*;
 
     fn put(rev: i64, create: i64, version: i64) -> Entry {
-        Entry {
-            rev: Rev { main: rev, sub: 0 },
-            tombstone: false,
-            create,
-            version,
-            lease: 0,
-        }
+        Entry { rev: Rev { main: rev, sub: 0 }, tombstone: false, create, version, lease: 0 }
     }
 
     fn del(rev: i64) -> Entry {
-        Entry {
-            rev: Rev { main: rev, sub: 0 },
-            tombstone: true,
-            create: 0,
-            version: 0,
-            lease: 0,
-        }
+        Entry { rev: Rev { main: rev, sub: 0 }, tombstone: true, create: 0, version: 0, lease: 0 }
     }
 
     #[test]
@@ -234,12 +200,7 @@ mod tests {
         assert_eq!(ix.get(b"a", 4).unwrap().version, 2);
         assert_eq!(ix.get(b"a", 6), None);
         assert_eq!(ix.get(b"a", 9).unwrap().create, 7);
-        assert_eq!(
-            ix.get_before(b"a", Rev { main: 4, sub: 0 })
-                .unwrap()
-                .version,
-            1
-        );
+        assert_eq!(ix.get_before(b"a", Rev { main: 4, sub: 0 }).unwrap().version, 1);
         assert_eq!(ix.get_before(b"a", Rev { main: 7, sub: 0 }), None);
     }
 
@@ -261,10 +222,7 @@ mod tests {
     fn spans_and_ordering() {
         let mut ix = Index::new();
         for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
-            ix.push(
-                Bytes::copy_from_slice(k.as_bytes()),
-                put(i as i64 + 1, i as i64 + 1, 1),
-            );
+            ix.push(Bytes::copy_from_slice(k.as_bytes()), put(i as i64 + 1, i as i64 + 1, 1));
         }
         let span = KeySpan::new(Bytes::from_static(b"b"), Bytes::from_static(b"d"));
         let mut seen = vec![];
@@ -272,19 +230,12 @@ mod tests {
             seen.push(k.clone());
             true
         });
-        assert_eq!(
-            seen,
-            vec![Bytes::from_static(b"b"), Bytes::from_static(b"c")]
-        );
+        assert_eq!(seen, vec![Bytes::from_static(b"b"), Bytes::from_static(b"c")]);
         let mut rev = vec![];
-        ix.visit_rev(
-            &KeySpan::new(Bytes::from_static(b"a"), Bytes::from_static(b"\0")),
-            10,
-            |k, _| {
-                rev.push(k.clone());
-                true
-            },
-        );
+        ix.visit_rev(&KeySpan::new(Bytes::from_static(b"a"), Bytes::from_static(b"\0")), 10, |k, _| {
+            rev.push(k.clone());
+            true
+        });
         assert_eq!(rev.first().unwrap().as_ref(), b"d");
         let backwards = KeySpan::new(Bytes::from_static(b"d"), Bytes::from_static(b"a"));
         let mut none = 0;

@@ -17,9 +17,6 @@ mod watch;
 pub use backend::{KvBackend, WatchStream};
 pub use engine::{Clock, MAX_LEASE_TTL, ManualClock, Store, StoreConfig, SystemClock};
 pub use error::{Result, StoreError};
-pub use seal::{
-    DEFAULT_ROTATE_AFTER, DataKey, EphemeralKeyProvider, KeyFileProvider, KeyProvider, Sealer,
-    random_key,
-};
+pub use seal::{DEFAULT_ROTATE_AFTER, DataKey, EphemeralKeyProvider, KeyFileProvider, KeyProvider, Sealer, random_key};
 pub use types::*;
 pub use watch::Watcher;

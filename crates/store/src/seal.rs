@@ -50,32 +50,23 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
 /// Fills a fresh 32-byte key from the operating system's CSPRNG.
 pub fn random_key() -> Result<DataKey> {
     let mut k = Zeroizing::new([0u8; 32]);
-    SystemRandom::new()
-        .fill(&mut k[..])
-        .map_err(|_| StoreError::Sealing("the system random source failed".into()))?;
+    SystemRandom::new().fill(&mut k[..]).map_err(|_| StoreError::Sealing("the system random source failed".into()))?;
     Ok(k)
 }
 
 fn aead_key(k: &[u8; 32]) -> Result<LessSafeKey> {
-    UnboundKey::new(&AES_256_GCM, k)
-        .map(LessSafeKey::new)
-        .map_err(|_| StoreError::Sealing("invalid AES-256 key".into()))
+    UnboundKey::new(&AES_256_GCM, k).map(LessSafeKey::new).map_err(|_| StoreError::Sealing("invalid AES-256 key".into()))
 }
 
 /// AES-256-GCM with a random nonce: `nonce | ciphertext | tag`.
 fn gcm_seal(key: &LessSafeKey, rng: &SystemRandom, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
     let mut nonce = [0u8; NONCE_LEN];
-    rng.fill(&mut nonce)
-        .map_err(|_| StoreError::Sealing("the system random source failed".into()))?;
+    rng.fill(&mut nonce).map_err(|_| StoreError::Sealing("the system random source failed".into()))?;
     let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + 16);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plain);
     let tag = key
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut out[NONCE_LEN..],
-        )
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[NONCE_LEN..])
         .map_err(|_| StoreError::Sealing("encryption failed".into()))?;
     out.extend_from_slice(tag.as_ref());
     Ok(out)
@@ -87,10 +78,7 @@ fn gcm_open(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     }
     let nonce = Nonce::try_assume_unique_for_key(&sealed[..NONCE_LEN]).ok()?;
     let mut buf = sealed[NONCE_LEN..].to_vec();
-    let plain_len = key
-        .open_in_place(nonce, Aad::from(aad), &mut buf)
-        .ok()?
-        .len();
+    let plain_len = key.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?.len();
     buf.truncate(plain_len);
     Some(buf)
 }
@@ -106,9 +94,7 @@ pub struct KeyFileProvider {
 
 impl fmt::Debug for KeyFileProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyFileProvider")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("KeyFileProvider").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -129,11 +115,7 @@ impl KeyFileProvider {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = random_key()?;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)?;
+                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
                 f.write_all(&key[..])?;
                 f.sync_all()?;
                 tracing::info!(path = %path.display(), "created a new key-encryption key file");
@@ -141,19 +123,12 @@ impl KeyFileProvider {
             }
             Err(e) => return Err(e.into()),
         };
-        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            StoreError::Sealing(format!(
-                "key file {} must hold exactly 32 bytes, found {}",
-                path.display(),
-                bytes.len()
-            ))
-        })?;
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Sealing(format!("key file {} must hold exactly 32 bytes, found {}", path.display(), bytes.len())))?;
         let key = Zeroizing::new(key);
-        Ok(KeyFileProvider {
-            path: path.to_owned(),
-            key: aead_key(&key)?,
-            rng: SystemRandom::new(),
-        })
+        Ok(KeyFileProvider { path: path.to_owned(), key: aead_key(&key)?, rng: SystemRandom::new() })
     }
 }
 
@@ -179,10 +154,7 @@ impl KeyProvider for KeyFileProvider {
                 self.path.display()
             ))
         })?);
-        let k: [u8; 32] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Sealing("wrapped data key has the wrong length".into()))?;
+        let k: [u8; 32] = plain.as_slice().try_into().map_err(|_| StoreError::Sealing("wrapped data key has the wrong length".into()))?;
         Ok(Zeroizing::new(k))
     }
 }
@@ -202,10 +174,7 @@ impl fmt::Debug for EphemeralKeyProvider {
 
 impl EphemeralKeyProvider {
     pub fn new() -> Result<Self> {
-        Ok(EphemeralKeyProvider {
-            key: aead_key(&*random_key()?)?,
-            rng: SystemRandom::new(),
-        })
+        Ok(EphemeralKeyProvider { key: aead_key(&*random_key()?)?, rng: SystemRandom::new() })
     }
 }
 
@@ -220,13 +189,9 @@ impl KeyProvider for EphemeralKeyProvider {
 
     fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<DataKey> {
         let plain = Zeroizing::new(
-            gcm_open(&self.key, &wrap_aad(context), wrapped)
-                .ok_or_else(|| StoreError::Sealing("data key does not unwrap".into()))?,
+            gcm_open(&self.key, &wrap_aad(context), wrapped).ok_or_else(|| StoreError::Sealing("data key does not unwrap".into()))?,
         );
-        let k: [u8; 32] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Sealing("wrapped data key has the wrong length".into()))?;
+        let k: [u8; 32] = plain.as_slice().try_into().map_err(|_| StoreError::Sealing("wrapped data key has the wrong length".into()))?;
         Ok(Zeroizing::new(k))
     }
 }
@@ -253,31 +218,19 @@ pub struct Sealer {
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sealer")
-            .field("enabled", &self.enabled)
-            .field("active", &*self.active.read())
-            .finish()
+        f.debug_struct("Sealer").field("enabled", &self.enabled).field("active", &*self.active.read()).finish()
     }
 }
 
 impl Sealer {
     /// A sealer with no keys yet; add them with [`Sealer::install`].
     pub fn new(enabled: bool, rotate_after: u64) -> Self {
-        Sealer {
-            enabled,
-            deks: RwLock::new(HashMap::new()),
-            active: RwLock::new(0),
-            rotate_after,
-            rng: SystemRandom::new(),
-        }
+        Sealer { enabled, deks: RwLock::new(HashMap::new()), active: RwLock::new(0), rotate_after, rng: SystemRandom::new() }
     }
 
     /// Makes DEK `id` available for opening, with `writes` values already sealed under it.
     pub fn install(&self, id: u32, key: &DataKey, writes: u64) -> Result<()> {
-        let dek = Arc::new(Dek {
-            key: aead_key(key)?,
-            writes: AtomicU64::new(writes),
-        });
+        let dek = Arc::new(Dek { key: aead_key(key)?, writes: AtomicU64::new(writes) });
         self.deks.write().insert(id, dek);
         Ok(())
     }
@@ -298,10 +251,7 @@ impl Sealer {
     /// Values sealed under the active DEK so far.
     pub fn active_writes(&self) -> u64 {
         let id = self.active_id();
-        self.deks
-            .read()
-            .get(&id)
-            .map_or(0, |d| d.writes.load(Ordering::Relaxed))
+        self.deks.read().get(&id).map_or(0, |d| d.writes.load(Ordering::Relaxed))
     }
 
     /// True when the active DEK has sealed enough values that it must be replaced.
@@ -318,10 +268,7 @@ impl Sealer {
             return Ok(out);
         }
         let id = self.active_id();
-        let dek =
-            self.deks.read().get(&id).cloned().ok_or_else(|| {
-                StoreError::Sealing(format!("active data key {id} is not loaded"))
-            })?;
+        let dek = self.deks.read().get(&id).cloned().ok_or_else(|| StoreError::Sealing(format!("active data key {id} is not loaded")))?;
         dek.writes.fetch_add(1, Ordering::Relaxed);
         let mut header = [0u8; 5];
         header[0] = FORMAT_AES_GCM;
@@ -342,15 +289,9 @@ impl Sealer {
                     return Err("sealed value is truncated".into());
                 }
                 let id = u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
-                let dek = self
-                    .deks
-                    .read()
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| format!("sealed under unknown data key {id}"))?;
+                let dek = self.deks.read().get(&id).cloned().ok_or_else(|| format!("sealed under unknown data key {id}"))?;
                 let full_aad = [&sealed[..5], aad].concat();
-                gcm_open(&dek.key, &full_aad, &sealed[5..])
-                    .ok_or_else(|| "sealed value does not authenticate".to_string())
+                gcm_open(&dek.key, &full_aad, &sealed[5..]).ok_or_else(|| "sealed value does not authenticate".to_string())
             }
             Some(&FORMAT_PLAIN) if !self.enabled => Ok(sealed[1..].to_vec()),
             Some(&FORMAT_PLAIN) => Err("value is stored unsealed in a sealed store".into()),
@@ -362,8 +303,7 @@ impl Sealer {
 
     /// The DEK id a sealed value names, if it is sealed.
     pub fn dek_of(sealed: &[u8]) -> Option<u32> {
-        (sealed.len() >= 5 && sealed[0] == FORMAT_AES_GCM)
-            .then(|| u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]))
+        (sealed.len() >= 5 && sealed[0] == FORMAT_AES_GCM).then(|| u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]))
     }
 }
 
@@ -385,10 +325,7 @@ mod tests {
         assert_eq!(sealed.len(), 5 + SEAL_OVERHEAD);
         assert_eq!(s.open(b"key-a@5", &sealed).unwrap(), b"hello");
         assert!(s.open(b"key-b@5", &sealed).is_err(), "moved to another key");
-        assert!(
-            s.open(b"key-a@6", &sealed).is_err(),
-            "moved to another revision"
-        );
+        assert!(s.open(b"key-a@6", &sealed).is_err(), "moved to another revision");
     }
 
     #[test]
@@ -427,10 +364,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kek");
         let p = KeyFileProvider::open_or_create(&path).unwrap();
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let dek = random_key().unwrap();
         let wrapped = p.wrap(&dek, b"1").unwrap();
         let again = KeyFileProvider::open_or_create(&path).unwrap();

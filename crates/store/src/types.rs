@@ -52,15 +52,9 @@ impl KeySpan {
         if range_end.is_empty() {
             KeySpan::Single(key)
         } else if range_end.as_ref() == [0] {
-            KeySpan::Range {
-                start: key,
-                end: None,
-            }
+            KeySpan::Range { start: key, end: None }
         } else {
-            KeySpan::Range {
-                start: key,
-                end: Some(range_end),
-            }
+            KeySpan::Range { start: key, end: Some(range_end) }
         }
     }
 
@@ -68,9 +62,7 @@ impl KeySpan {
     pub fn contains(&self, key: &[u8]) -> bool {
         match self {
             KeySpan::Single(k) => k.as_ref() == key,
-            KeySpan::Range { start, end } => {
-                key >= start.as_ref() && end.as_ref().is_none_or(|e| key < e.as_ref())
-            }
+            KeySpan::Range { start, end } => key >= start.as_ref() && end.as_ref().is_none_or(|e| key < e.as_ref()),
         }
     }
 
@@ -86,10 +78,7 @@ impl KeySpan {
     pub fn is_empty(&self) -> bool {
         match self {
             KeySpan::Single(_) => false,
-            KeySpan::Range {
-                start,
-                end: Some(end),
-            } => end <= start,
+            KeySpan::Range { start, end: Some(end) } => end <= start,
             KeySpan::Range { end: None, .. } => false,
         }
     }

@@ -29,10 +29,7 @@ pub struct Watcher {
 
 impl std::fmt::Debug for Watcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watcher")
-            .field("span", &self.req.span)
-            .field("next_rev", &self.next_rev)
-            .finish()
+        f.debug_struct("Watcher").field("span", &self.req.span).field("next_rev", &self.next_rev).finish()
     }
 }
 
@@ -44,22 +41,10 @@ impl Watcher {
         let current = store.current_revision();
         let compacted = store.compact_revision();
         if req.start_revision > 0 && req.start_revision < compacted {
-            return Err(StoreError::Compacted {
-                compact_revision: compacted,
-            });
+            return Err(StoreError::Compacted { compact_revision: compacted });
         }
-        let next_rev = if req.start_revision > 0 {
-            req.start_revision
-        } else {
-            current + 1
-        };
-        Ok(Watcher {
-            store,
-            rx,
-            replaying: next_rev <= current,
-            req,
-            next_rev,
-        })
+        let next_rev = if req.start_revision > 0 { req.start_revision } else { current + 1 };
+        Ok(Watcher { store, rx, replaying: next_rev <= current, req, next_rev })
     }
 
     /// The revision the next event will have at least.
@@ -93,9 +78,7 @@ impl Watcher {
                 self.replaying = false;
                 return Ok(Vec::new());
             }
-            let (events, last) =
-                self.store
-                    .history(&self.req.span, self.next_rev, current, REPLAY_CHUNK)?;
+            let (events, last) = self.store.history(&self.req.span, self.next_rev, current, REPLAY_CHUNK)?;
             self.next_rev = last + 1;
             return Ok(self.finish(events));
         }
@@ -105,12 +88,8 @@ impl Watcher {
                     return Ok(Vec::new());
                 }
                 let from = self.next_rev;
-                let events: Vec<Event> = batch
-                    .events
-                    .iter()
-                    .filter(|e| e.kv.mod_revision >= from && self.req.span.contains(&e.kv.key))
-                    .cloned()
-                    .collect();
+                let events: Vec<Event> =
+                    batch.events.iter().filter(|e| e.kv.mod_revision >= from && self.req.span.contains(&e.kv.key)).cloned().collect();
                 self.next_rev = batch.last_rev + 1;
                 Ok(self.finish(events))
             }
@@ -133,13 +112,7 @@ impl Watcher {
             for e in &mut events {
                 // The sub revision is not carried in the event; any record of this main
                 // revision for this key is the event itself, so look strictly before it.
-                e.prev_kv = self.store.prev_of(
-                    &e.kv.key,
-                    Rev {
-                        main: e.kv.mod_revision,
-                        sub: 0,
-                    },
-                );
+                e.prev_kv = self.store.prev_of(&e.kv.key, Rev { main: e.kv.mod_revision, sub: 0 });
             }
         }
         events

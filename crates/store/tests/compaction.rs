@@ -5,9 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use daas_store::{
-    KvBackend, ManualClock, RangeRequest, RequestOp, StoreError, TxnRequest, WatchRequest,
-};
+use daas_store::{KvBackend, ManualClock, RangeRequest, RequestOp, StoreError, TxnRequest, WatchRequest};
 
 use common::*;
 
@@ -30,85 +28,35 @@ async fn compacted_history<B: KvBackend>(kv: &B) -> i64 {
     put(kv, "c", "1").await;
     put(kv, "a", "3").await;
     assert_eq!(kv.compact(r0 + 5).await, Ok(r0 + 6));
-    assert_eq!(
-        kv.current_revision(),
-        r0 + 6,
-        "compaction does not take a revision"
-    );
+    assert_eq!(kv.current_revision(), r0 + 6, "compaction does not take a revision");
     r0
 }
 
 async fn check_compacted<B: KvBackend>(kv: &B, r0: i64) {
-    assert_eq!(
-        kv.status().await.expect("status succeeds").compact_revision,
-        r0 + 5
-    );
+    assert_eq!(kv.status().await.expect("status succeeds").compact_revision, r0 + 5);
     for rev in [r0 + 1, r0 + 3, r0 + 4] {
-        let err = kv
-            .range(RangeRequest {
-                revision: rev,
-                ..RangeRequest::new(all_keys())
-            })
-            .await
-            .expect_err("history below is gone");
-        assert_eq!(
-            err,
-            StoreError::Compacted {
-                compact_revision: r0 + 5
-            },
-            "read at {rev}"
-        );
+        let err = kv.range(RangeRequest { revision: rev, ..RangeRequest::new(all_keys()) }).await.expect_err("history below is gone");
+        assert_eq!(err, StoreError::Compacted { compact_revision: r0 + 5 }, "read at {rev}");
     }
 
     // At the compaction point, every key live there is still readable, with its metadata.
-    let at = kv
-        .range(RangeRequest {
-            revision: r0 + 5,
-            ..RangeRequest::new(all_keys())
-        })
-        .await
-        .expect("the compaction point is readable");
-    let got: Vec<_> = at
-        .kvs
-        .iter()
-        .map(|kv| (s(&kv.key), s(&kv.value), kv.mod_revision, kv.version))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            ("a".to_string(), "2".to_string(), r0 + 2, 2),
-            ("c".into(), "1".into(), r0 + 5, 1)
-        ],
-        "b was deleted before the point"
-    );
+    let at = kv.range(RangeRequest { revision: r0 + 5, ..RangeRequest::new(all_keys()) }).await.expect("the compaction point is readable");
+    let got: Vec<_> = at.kvs.iter().map(|kv| (s(&kv.key), s(&kv.value), kv.mod_revision, kv.version)).collect();
+    assert_eq!(got, [("a".to_string(), "2".to_string(), r0 + 2, 2), ("c".into(), "1".into(), r0 + 5, 1)], "b was deleted before the point");
     let now = dump(kv).await;
     assert_eq!(
-        now.iter()
-            .map(|kv| (s(&kv.key), s(&kv.value), kv.version, kv.create_revision))
-            .collect::<Vec<_>>(),
-        [
-            ("a".to_string(), "3".to_string(), 3, r0 + 1),
-            ("c".into(), "1".into(), 1, r0 + 5)
-        ]
+        now.iter().map(|kv| (s(&kv.key), s(&kv.value), kv.version, kv.create_revision)).collect::<Vec<_>>(),
+        [("a".to_string(), "3".to_string(), 3, r0 + 1), ("c".into(), "1".into(), 1, r0 + 5)]
     );
 
     // Replaying from the compaction point shows only what is retained: a's update after it.
     // b's put and delete are gone for good.
     let mut w = kv
-        .watch(WatchRequest {
-            span: all_keys(),
-            start_revision: r0 + 5,
-            prev_kv: false,
-            no_put: false,
-            no_delete: false,
-        })
+        .watch(WatchRequest { span: all_keys(), start_revision: r0 + 5, prev_kv: false, no_put: false, no_delete: false })
         .await
         .expect("watch succeeds");
     let evs = next_n(&mut w, 2, 5).await;
-    let seen: Vec<_> = evs
-        .iter()
-        .map(|e| (s(&e.kv.key), e.kv.mod_revision))
-        .collect();
+    let seen: Vec<_> = evs.iter().map(|e| (s(&e.kv.key), e.kv.mod_revision)).collect();
     assert_eq!(seen, [("c".to_string(), r0 + 5), ("a".to_string(), r0 + 6)]);
 
     // A key whose history was compacted away starts a new generation when re-created.
@@ -136,73 +84,34 @@ async fn compaction_survives_reopen() {
 
     let store = open_in(dir.path(), |_| {}, provider, clock).expect("store reopens");
     assert_eq!(store.current_revision(), r0 + 6);
-    assert_eq!(
-        KvBackend::hash_kv(&store, 0).await.expect("hash succeeds"),
-        hash,
-        "the retained history is the same after a restart"
-    );
-    assert_eq!(
-        store.compact(r0 + 5).await,
-        Err(StoreError::Compacted {
-            compact_revision: r0 + 5
-        })
-    );
+    assert_eq!(KvBackend::hash_kv(&store, 0).await.expect("hash succeeds"), hash, "the retained history is the same after a restart");
+    assert_eq!(store.compact(r0 + 5).await, Err(StoreError::Compacted { compact_revision: r0 + 5 }));
     check_compacted(&store, r0).await;
 }
 
-/// A compaction and a txn that reads just below it, committed in the same batch.
-///
-/// Reproduction: put a=1 (rev 1), put a=2 (rev 2); then, without awaiting in between,
-/// `compact(2)` and `txn { success: [put k=v, range a at revision 1] }` (e.g. `tokio::join!`),
-/// so the writer folds both into one commit. The txn's historical read passes the
-/// pre-check (the committed compaction point is still 0) but the record it needs was removed
-/// earlier in the batch, so it fails with `Integrity { key: "a", detail: "record is missing
-/// from the data file" }` instead of `Compacted`. Worse, the txn's put of `k` was already
-/// applied to the index and the data file and is not rolled back: the next write reuses its
-/// revision, and from then on reading `k` (or any range covering it) fails with
-/// `Integrity { key: "k", detail: "record holds another key" }` until the store restarts.
+/// A compaction and a txn whose historical read falls below it, folded into one commit: the txn
+/// either runs first or fails as compacted, and a txn that fails stores nothing (its earlier put
+/// is undone, and the next write does not collide with it).
 #[tokio::test]
-#[ignore = "BUG: a txn whose historical range lands in the same batch as a compaction fails with \
-            Integrity instead of Compacted, and its earlier put is not rolled back; the next write \
-            reuses the revision and reads of that key fail with 'record holds another key' \
-            (see doc comment for the reproduction)"]
 async fn txn_reading_below_a_compaction_in_the_same_batch() {
     let (kv, _dir) = open();
     put(&kv, "a", "1").await;
     put(&kv, "a", "2").await;
     let txn = TxnRequest {
         compare: vec![],
-        success: vec![
-            RequestOp::Put(put_req("k", "v")),
-            RequestOp::Range(RangeRequest {
-                revision: 1,
-                ..RangeRequest::new(single("a"))
-            }),
-        ],
+        success: vec![RequestOp::Put(put_req("k", "v")), RequestOp::Range(RangeRequest { revision: 2, ..RangeRequest::new(single("a")) })],
         failure: vec![],
     };
-    let (compacted, txn) = tokio::join!(kv.compact(2), kv.txn(txn));
-    assert_eq!(compacted, Ok(2));
+    let (compacted, txn) = tokio::join!(kv.compact(3), kv.txn(txn));
+    assert_eq!(compacted, Ok(3));
     match txn {
         // The txn ran first, or was rejected as compacted: both are etcd behaviour.
         Ok(_) => assert_eq!(value(&kv, "k").await.as_deref(), Some("v")),
         Err(e) => {
-            assert_eq!(
-                e,
-                StoreError::Compacted {
-                    compact_revision: 2
-                }
-            );
+            assert_eq!(e, StoreError::Compacted { compact_revision: 3 });
             put(&kv, "b", "x").await;
-            let all = kv
-                .range(RangeRequest::new(all_keys()))
-                .await
-                .expect("the key space is readable after a rejected txn");
-            assert_eq!(
-                all.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(),
-                ["a", "b"],
-                "the rejected txn's put is not stored"
-            );
+            let all = kv.range(RangeRequest::new(all_keys())).await.expect("the key space is readable after a rejected txn");
+            assert_eq!(all.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(), ["a", "b"], "the rejected txn's put is not stored");
         }
     }
 }

@@ -5,8 +5,8 @@ mod common;
 
 use bytes::Bytes;
 use daas_store::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, KvBackend, MAX_LEASE_TTL,
-    PutRequest, RangeRequest, Revision, StoreError, TxnRequest,
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, KvBackend, MAX_LEASE_TTL, PutRequest, RangeRequest, RequestOp,
+    Revision, StoreError, TxnRequest,
 };
 
 use common::*;
@@ -14,18 +14,10 @@ use common::*;
 /// What a client can observe of the store: its revision, compaction point and every key.
 async fn snapshot<B: KvBackend>(kv: &B) -> (Revision, Revision, Vec<KeyValue>) {
     let status = kv.status().await.expect("status succeeds");
-    (
-        kv.current_revision(),
-        status.compact_revision,
-        dump(kv).await,
-    )
+    (kv.current_revision(), status.compact_revision, dump(kv).await)
 }
 
-async fn assert_unchanged<B: KvBackend>(
-    kv: &B,
-    before: &(Revision, Revision, Vec<KeyValue>),
-    what: &str,
-) {
+async fn assert_unchanged<B: KvBackend>(kv: &B, before: &(Revision, Revision, Vec<KeyValue>), what: &str) {
     assert_eq!(&snapshot(kv).await, before, "{what}: the store changed");
 }
 
@@ -35,22 +27,12 @@ async fn empty_key<B: KvBackend>(kv: &B) {
 
     assert_eq!(kv.put(put_req("", "v")).await, Err(StoreError::EmptyKey));
     assert_unchanged(kv, &before, "put with an empty key").await;
-    assert_eq!(
-        kv.range(RangeRequest::new(single(""))).await,
-        Err(StoreError::EmptyKey)
-    );
-    assert_eq!(
-        kv.delete_range(del_req(single(""))).await,
-        Err(StoreError::EmptyKey)
-    );
+    assert_eq!(kv.range(RangeRequest::new(single(""))).await, Err(StoreError::EmptyKey));
+    assert_eq!(kv.delete_range(del_req(single(""))).await, Err(StoreError::EmptyKey));
     assert_unchanged(kv, &before, "delete with an empty key").await;
     let txn = TxnRequest {
-        compare: vec![Compare {
-            span: single(""),
-            result: CompareResult::Equal,
-            target: CompareTarget::Version(0),
-        }],
-        success: vec![daas_store::RequestOp::Put(put_req("k2", "v"))],
+        compare: vec![Compare { span: single(""), result: CompareResult::Equal, target: CompareTarget::Version(0) }],
+        success: vec![RequestOp::Put(put_req("k2", "v"))],
         failure: vec![],
     };
     assert_eq!(kv.txn(txn).await, Err(StoreError::EmptyKey));
@@ -69,14 +51,7 @@ async fn too_large<B: KvBackend>(kv: &B) {
     let before = snapshot(kv).await;
 
     let big = Bytes::from(vec![7u8; LIMIT + 1]);
-    let err = kv
-        .put(PutRequest {
-            key: b("big"),
-            value: big,
-            ..Default::default()
-        })
-        .await
-        .expect_err("a value over 1.5 MiB is refused");
+    let err = kv.put(PutRequest { key: b("big"), value: big, ..Default::default() }).await.expect_err("a value over 1.5 MiB is refused");
     assert_eq!(err, StoreError::RequestTooLarge);
     assert_unchanged(kv, &before, "an oversized put").await;
 
@@ -87,14 +62,7 @@ async fn too_large<B: KvBackend>(kv: &B) {
 }
 
 async fn put_bytes<B: KvBackend>(kv: &B, k: &str, v: Bytes) -> Revision {
-    kv.put(PutRequest {
-        key: b(k),
-        value: v,
-        ..Default::default()
-    })
-    .await
-    .expect("put succeeds")
-    .revision
+    kv.put(PutRequest { key: b(k), value: v, ..Default::default() }).await.expect("put succeeds").revision
 }
 
 #[tokio::test]
@@ -106,38 +74,17 @@ async fn request_too_large_is_rejected() {
 async fn unknown_lease<B: KvBackend>(kv: &B) {
     put(kv, "k", "v").await;
     let before = snapshot(kv).await;
-    let err = kv
-        .put(PutRequest {
-            lease: 4242,
-            ..put_req("leased", "v")
-        })
-        .await
-        .expect_err("an unknown lease is refused");
+    let err = kv.put(PutRequest { lease: 4242, ..put_req("leased", "v") }).await.expect_err("an unknown lease is refused");
     assert_eq!(err, StoreError::LeaseNotFound);
     assert_unchanged(kv, &before, "a put with an unknown lease").await;
-    let err = kv
-        .put(PutRequest {
-            lease: 4242,
-            ..put_req("k", "w")
-        })
-        .await
-        .expect_err("an unknown lease is refused");
+    let err = kv.put(PutRequest { lease: 4242, ..put_req("k", "w") }).await.expect_err("an unknown lease is refused");
     assert_eq!(err, StoreError::LeaseNotFound);
     assert_unchanged(kv, &before, "an overwrite with an unknown lease").await;
 
     assert_eq!(kv.lease_revoke(4242).await, Err(StoreError::LeaseNotFound));
-    assert_eq!(
-        kv.lease_keep_alive(4242).await,
-        Err(StoreError::LeaseNotFound)
-    );
-    assert_eq!(
-        kv.lease_grant(0, MAX_LEASE_TTL + 1).await,
-        Err(StoreError::LeaseTtlTooLarge)
-    );
-    assert!(
-        kv.lease_list().await.expect("list succeeds").is_empty(),
-        "a refused grant leaves no lease"
-    );
+    assert_eq!(kv.lease_keep_alive(4242).await, Err(StoreError::LeaseNotFound));
+    assert_eq!(kv.lease_grant(0, MAX_LEASE_TTL + 1).await, Err(StoreError::LeaseTtlTooLarge));
+    assert!(kv.lease_list().await.expect("list succeeds").is_empty(), "a refused grant leaves no lease");
     assert_unchanged(kv, &before, "lease errors").await;
 }
 
@@ -154,62 +101,22 @@ async fn future_and_compacted<B: KvBackend>(kv: &B) {
     let current = kv.current_revision();
     let before = snapshot(kv).await;
 
-    let future = RangeRequest {
-        revision: current + 10,
-        ..RangeRequest::new(single("k"))
-    };
+    let future = RangeRequest { revision: current + 10, ..RangeRequest::new(single("k")) };
     assert_eq!(kv.range(future).await, Err(StoreError::FutureRevision));
-    let next = RangeRequest {
-        revision: current + 1,
-        ..RangeRequest::new(single("k"))
-    };
-    assert_eq!(
-        kv.range(next).await,
-        Err(StoreError::FutureRevision),
-        "one past the current revision is the future too"
-    );
-    assert_eq!(
-        kv.compact(current + 10).await,
-        Err(StoreError::FutureRevision)
-    );
+    let next = RangeRequest { revision: current + 1, ..RangeRequest::new(single("k")) };
+    assert_eq!(kv.range(next).await, Err(StoreError::FutureRevision), "one past the current revision is the future too");
+    assert_eq!(kv.compact(current + 10).await, Err(StoreError::FutureRevision));
     assert_unchanged(kv, &before, "a compaction of a future revision").await;
 
-    assert_eq!(
-        kv.compact(current - 1).await,
-        Ok(current),
-        "compaction returns the current revision"
-    );
+    assert_eq!(kv.compact(current - 1).await, Ok(current), "compaction returns the current revision");
     let before = snapshot(kv).await;
     assert_eq!(before.1, current - 1);
-    let below = RangeRequest {
-        revision: current - 2,
-        ..RangeRequest::new(single("k"))
-    };
-    assert_eq!(
-        kv.range(below).await,
-        Err(StoreError::Compacted {
-            compact_revision: current - 1
-        })
-    );
-    assert_eq!(
-        kv.compact(current - 1).await,
-        Err(StoreError::Compacted {
-            compact_revision: current - 1
-        }),
-        "the same revision again"
-    );
-    assert_eq!(
-        kv.compact(current - 3).await,
-        Err(StoreError::Compacted {
-            compact_revision: current - 1
-        }),
-        "an older revision"
-    );
+    let below = RangeRequest { revision: current - 2, ..RangeRequest::new(single("k")) };
+    assert_eq!(kv.range(below).await, Err(StoreError::Compacted { compact_revision: current - 1 }));
+    assert_eq!(kv.compact(current - 1).await, Err(StoreError::Compacted { compact_revision: current - 1 }), "the same revision again");
+    assert_eq!(kv.compact(current - 3).await, Err(StoreError::Compacted { compact_revision: current - 1 }), "an older revision");
     assert_unchanged(kv, &before, "a repeated compaction").await;
-    assert_eq!(
-        kv.hash_kv(current + 1).await.map(|_| ()),
-        Err(StoreError::FutureRevision)
-    );
+    assert_eq!(kv.hash_kv(current + 1).await.map(|_| ()), Err(StoreError::FutureRevision));
 }
 
 #[tokio::test]
@@ -222,13 +129,7 @@ async fn delete_empty_span<B: KvBackend>(kv: &B) {
     put(kv, "a", "1").await;
     put(kv, "z", "1").await;
     let before = snapshot(kv).await;
-    let d = kv
-        .delete_range(DeleteRangeRequest {
-            span: span("z", "a"),
-            prev_kv: true,
-        })
-        .await
-        .expect("delete of an empty span succeeds");
+    let d = kv.delete_range(DeleteRangeRequest { span: span("z", "a"), prev_kv: true }).await.expect("delete of an empty span succeeds");
     assert_eq!((d.deleted, d.prev_kvs.len()), (0, 0));
     assert_unchanged(kv, &before, "a delete of a backwards span").await;
 }

@@ -5,10 +5,7 @@
 
 mod common;
 
-use daas_store::{
-    DeleteRangeRequest, KvBackend, PutRequest, RangeRequest, RequestOp, SortOrder, SortTarget,
-    StoreError, TxnRequest,
-};
+use daas_store::{DeleteRangeRequest, KvBackend, PutRequest, RangeRequest, RequestOp, SortOrder, SortTarget, StoreError, TxnRequest};
 
 use common::*;
 
@@ -19,56 +16,29 @@ async fn revisions_follow_etcd<B: KvBackend>(kv: &B) {
 
     assert_eq!(put(kv, "a", "1").await, r0 + 1);
     let a = get(kv, "a").await.expect("a exists");
-    assert_eq!(
-        (a.create_revision, a.mod_revision, a.version),
-        (r0 + 1, r0 + 1, 1)
-    );
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (r0 + 1, r0 + 1, 1));
 
-    assert_eq!(
-        put(kv, "a", "2").await,
-        r0 + 2,
-        "an overwrite takes the next revision"
-    );
+    assert_eq!(put(kv, "a", "2").await, r0 + 2, "an overwrite takes the next revision");
     let a = get(kv, "a").await.expect("a exists");
-    assert_eq!(
-        (a.create_revision, a.mod_revision, a.version),
-        (r0 + 1, r0 + 2, 2)
-    );
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (r0 + 1, r0 + 2, 2));
 
-    assert_eq!(
-        put(kv, "b", "x").await,
-        r0 + 3,
-        "one revision counter for every key"
-    );
+    assert_eq!(put(kv, "b", "x").await, r0 + 3, "one revision counter for every key");
     assert_eq!(kv.current_revision(), r0 + 3);
 
-    let d = kv
-        .delete_range(del_req(single("a")))
-        .await
-        .expect("delete succeeds");
+    let d = kv.delete_range(del_req(single("a"))).await.expect("delete succeeds");
     assert_eq!((d.revision, d.deleted), (r0 + 4, 1));
     assert_eq!(get(kv, "a").await, None);
 
     assert_eq!(put(kv, "a", "3").await, r0 + 5);
     let a = get(kv, "a").await.expect("a exists again");
-    assert_eq!(
-        (a.create_revision, a.mod_revision, a.version),
-        (r0 + 5, r0 + 5, 1),
-        "re-creation starts a new generation"
-    );
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (r0 + 5, r0 + 5, 1), "re-creation starts a new generation");
 
     // History keeps every generation.
     let old = get_at(kv, "a", r0 + 2).await.expect("a existed at r0+2");
-    assert_eq!(
-        (s(&old.value).as_str(), old.version, old.create_revision),
-        ("2", 2, r0 + 1)
-    );
+    assert_eq!((s(&old.value).as_str(), old.version, old.create_revision), ("2", 2, r0 + 1));
     assert_eq!(get_at(kv, "a", r0 + 4).await, None, "a was deleted at r0+4");
 
-    let resp = kv
-        .range(RangeRequest::new(single("b")))
-        .await
-        .expect("range succeeds");
+    let resp = kv.range(RangeRequest::new(single("b"))).await.expect("range succeeds");
     assert_eq!(resp.revision, r0 + 5, "a read reports the current revision");
 }
 
@@ -99,11 +69,7 @@ async fn txn_writes_share_one_revision<B: KvBackend>(kv: &B) {
     assert_eq!(kv.current_revision(), r0 + 1, "four writes, one revision");
     for k in ["t/a", "t/b", "t/c"] {
         let kv = get(kv, k).await.expect("written by the txn");
-        assert_eq!(
-            (kv.mod_revision, kv.create_revision),
-            (r0 + 1, r0 + 1),
-            "{k}"
-        );
+        assert_eq!((kv.mod_revision, kv.create_revision), (r0 + 1, r0 + 1), "{k}");
     }
     assert_eq!(get(kv, "seed").await, None);
     assert_eq!(put(kv, "after", "x").await, r0 + 2);
@@ -121,19 +87,11 @@ async fn no_change_no_revision<B: KvBackend>(kv: &B) {
 
     // A read-only txn.
     let resp = kv
-        .txn(TxnRequest {
-            compare: vec![],
-            success: vec![RequestOp::Range(RangeRequest::new(single("k")))],
-            failure: vec![],
-        })
+        .txn(TxnRequest { compare: vec![], success: vec![RequestOp::Range(RangeRequest::new(single("k")))], failure: vec![] })
         .await
         .expect("read-only txn succeeds");
     assert_eq!(resp.revision, r0);
-    assert_eq!(
-        kv.current_revision(),
-        r0,
-        "a read-only txn does not bump the revision"
-    );
+    assert_eq!(kv.current_revision(), r0, "a read-only txn does not bump the revision");
 
     // A txn whose writes are all in the branch not taken.
     let resp = kv
@@ -149,36 +107,17 @@ async fn no_change_no_revision<B: KvBackend>(kv: &B) {
     assert_eq!(value(kv, "k").await.as_deref(), Some("v"));
 
     // A txn whose only write deletes nothing.
-    kv.txn(TxnRequest {
-        compare: vec![],
-        success: vec![RequestOp::DeleteRange(del_req(single("absent")))],
-        failure: vec![],
-    })
-    .await
-    .expect("txn succeeds");
-    assert_eq!(
-        kv.current_revision(),
-        r0,
-        "a txn deleting nothing does not bump the revision"
-    );
+    kv.txn(TxnRequest { compare: vec![], success: vec![RequestOp::DeleteRange(del_req(single("absent")))], failure: vec![] })
+        .await
+        .expect("txn succeeds");
+    assert_eq!(kv.current_revision(), r0, "a txn deleting nothing does not bump the revision");
 
     // A delete of nothing.
-    let d = kv
-        .delete_range(del_req(prefix("nothing/")))
-        .await
-        .expect("delete succeeds");
+    let d = kv.delete_range(del_req(prefix("nothing/"))).await.expect("delete succeeds");
     assert_eq!((d.deleted, d.revision), (0, r0));
-    assert_eq!(
-        kv.current_revision(),
-        r0,
-        "deleting nothing does not bump the revision"
-    );
+    assert_eq!(kv.current_revision(), r0, "deleting nothing does not bump the revision");
 
-    assert_eq!(
-        put(kv, "k", "w").await,
-        r0 + 1,
-        "the next write takes the next revision"
-    );
+    assert_eq!(put(kv, "k", "w").await, r0 + 1, "the next write takes the next revision");
 }
 
 #[tokio::test]
@@ -203,36 +142,18 @@ async fn range_spans<B: KvBackend>(kv: &B) {
 
     let one = kv.range(r(single("foo"))).await.expect("range succeeds");
     assert_eq!(one.kvs.len(), 1);
-    assert_eq!(
-        (s(&one.kvs[0].key).as_str(), s(&one.kvs[0].value).as_str()),
-        ("foo", "v-foo")
-    );
+    assert_eq!((s(&one.kvs[0].key).as_str(), s(&one.kvs[0].value).as_str()), ("foo", "v-foo"));
     assert_eq!(one.count, 1);
-    assert_eq!(
-        keys(kv, r(single("fo"))).await,
-        Vec::<String>::new(),
-        "a single key is not a prefix"
-    );
+    assert_eq!(keys(kv, r(single("fo"))).await, Vec::<String>::new(), "a single key is not a prefix");
 
-    assert_eq!(
-        keys(kv, r(span("b", "foo"))).await,
-        ["b", "c"],
-        "[key, range_end) excludes the end"
-    );
+    assert_eq!(keys(kv, r(span("b", "foo"))).await, ["b", "c"], "[key, range_end) excludes the end");
     assert_eq!(keys(kv, r(prefix("foo"))).await, ["foo", "foo/1", "foo/2"]);
     assert_eq!(keys(kv, r(prefix("foo/"))).await, ["foo/1", "foo/2"]);
-    assert_eq!(
-        keys(kv, r(from_key("foo/"))).await,
-        ["foo/1", "foo/2", "fop", "z"],
-        "range_end \\0 reads to the end"
-    );
+    assert_eq!(keys(kv, r(from_key("foo/"))).await, ["foo/1", "foo/2", "fop", "z"], "range_end \\0 reads to the end");
     assert_eq!(keys(kv, r(all_keys())).await, KEYS);
 
     let backwards = kv.range(r(span("z", "a"))).await.expect("range succeeds");
-    assert!(
-        backwards.kvs.is_empty(),
-        "range_end before key is an empty span"
-    );
+    assert!(backwards.kvs.is_empty(), "range_end before key is an empty span");
     assert_eq!(backwards.count, 0);
     let equal = kv.range(r(span("c", "c"))).await.expect("range succeeds");
     assert!(equal.kvs.is_empty(), "range_end == key is an empty span");
@@ -247,72 +168,28 @@ async fn range_spans_single_range_prefix_fromkey_all() {
 async fn range_limit_count_only_keys_only<B: KvBackend>(kv: &B) {
     seed(kv).await;
 
-    let resp = kv
-        .range(RangeRequest {
-            limit: 3,
-            ..RangeRequest::new(all_keys())
-        })
-        .await
-        .expect("range succeeds");
-    assert_eq!(
-        resp.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(),
-        ["a", "b", "c"]
-    );
+    let resp = kv.range(RangeRequest { limit: 3, ..RangeRequest::new(all_keys()) }).await.expect("range succeeds");
+    assert_eq!(resp.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(), ["a", "b", "c"]);
     assert!(resp.more, "five more keys matched");
     assert_eq!(resp.count, 8, "count ignores the limit");
 
-    let resp = kv
-        .range(RangeRequest {
-            limit: 8,
-            ..RangeRequest::new(all_keys())
-        })
-        .await
-        .expect("range succeeds");
-    assert_eq!(
-        (resp.kvs.len(), resp.more, resp.count),
-        (8, false, 8),
-        "a limit equal to the matches leaves nothing more"
-    );
+    let resp = kv.range(RangeRequest { limit: 8, ..RangeRequest::new(all_keys()) }).await.expect("range succeeds");
+    assert_eq!((resp.kvs.len(), resp.more, resp.count), (8, false, 8), "a limit equal to the matches leaves nothing more");
 
-    let resp = kv
-        .range(RangeRequest {
-            limit: 2,
-            ..RangeRequest::new(prefix("foo"))
-        })
-        .await
-        .expect("range succeeds");
+    let resp = kv.range(RangeRequest { limit: 2, ..RangeRequest::new(prefix("foo")) }).await.expect("range succeeds");
     assert_eq!((resp.kvs.len(), resp.more, resp.count), (2, true, 3));
 
-    let resp = kv
-        .range(RangeRequest {
-            count_only: true,
-            ..RangeRequest::new(prefix("foo"))
-        })
-        .await
-        .expect("range succeeds");
+    let resp = kv.range(RangeRequest { count_only: true, ..RangeRequest::new(prefix("foo")) }).await.expect("range succeeds");
     assert!(resp.kvs.is_empty(), "count_only returns no pairs");
     assert_eq!(resp.count, 3);
     assert_eq!(resp.revision, kv.current_revision());
 
-    let resp = kv
-        .range(RangeRequest {
-            keys_only: true,
-            ..RangeRequest::new(prefix("foo"))
-        })
-        .await
-        .expect("range succeeds");
+    let resp = kv.range(RangeRequest { keys_only: true, ..RangeRequest::new(prefix("foo")) }).await.expect("range succeeds");
     assert_eq!(resp.kvs.len(), 3);
     for got in &resp.kvs {
-        assert!(
-            got.value.is_empty(),
-            "keys_only returned a value for {:?}",
-            got.key
-        );
+        assert!(got.value.is_empty(), "keys_only returned a value for {:?}", got.key);
         let full = get(kv, &s(&got.key)).await.expect("key exists");
-        assert_eq!(
-            (got.mod_revision, got.create_revision, got.version),
-            (full.mod_revision, full.create_revision, full.version)
-        );
+        assert_eq!((got.mod_revision, got.create_revision, got.version), (full.mod_revision, full.create_revision, full.version));
     }
 }
 
@@ -327,56 +204,23 @@ async fn range_history<B: KvBackend>(kv: &B) {
     let r1 = put(kv, "h/b", "1").await;
     put(kv, "h/a", "2").await;
     put(kv, "h/c", "1").await;
-    let r2 = kv
-        .delete_range(del_req(single("h/b")))
-        .await
-        .expect("delete succeeds")
-        .revision;
+    let r2 = kv.delete_range(del_req(single("h/b"))).await.expect("delete succeeds").revision;
 
-    let at = kv
-        .range(RangeRequest {
-            revision: r1,
-            ..RangeRequest::new(prefix("h/"))
-        })
-        .await
-        .expect("historical read succeeds");
+    let at = kv.range(RangeRequest { revision: r1, ..RangeRequest::new(prefix("h/")) }).await.expect("historical read succeeds");
     assert_eq!(
-        at.kvs
-            .iter()
-            .map(|kv| (s(&kv.key), s(&kv.value)))
-            .collect::<Vec<_>>(),
+        at.kvs.iter().map(|kv| (s(&kv.key), s(&kv.value))).collect::<Vec<_>>(),
         [("h/a".into(), "1".into()), ("h/b".into(), "1".into())]
     );
     assert_eq!(at.kvs[0].version, 1);
-    assert_eq!(
-        at.revision,
-        kv.current_revision(),
-        "the header names the current revision, not the one read"
-    );
+    assert_eq!(at.revision, kv.current_revision(), "the header names the current revision, not the one read");
 
-    let before_delete = keys(
-        kv,
-        RangeRequest {
-            revision: r2 - 1,
-            ..RangeRequest::new(prefix("h/"))
-        },
-    )
-    .await;
+    let before_delete = keys(kv, RangeRequest { revision: r2 - 1, ..RangeRequest::new(prefix("h/")) }).await;
     assert_eq!(before_delete, ["h/a", "h/b", "h/c"]);
     let now = keys(kv, RangeRequest::new(prefix("h/"))).await;
     assert_eq!(now, ["h/a", "h/c"]);
-    let counted = kv
-        .range(RangeRequest {
-            revision: r1,
-            count_only: true,
-            ..RangeRequest::new(prefix("h/"))
-        })
-        .await
-        .expect("range succeeds");
-    assert_eq!(
-        counted.count, 2,
-        "count_only at a past revision counts that revision's keys"
-    );
+    let counted =
+        kv.range(RangeRequest { revision: r1, count_only: true, ..RangeRequest::new(prefix("h/")) }).await.expect("range succeeds");
+    assert_eq!(counted.count, 2, "count_only at a past revision counts that revision's keys");
 }
 
 #[tokio::test]
@@ -403,22 +247,8 @@ async fn seed_sortable<B: KvBackend>(kv: &B) -> i64 {
     r0
 }
 
-async fn sorted<B: KvBackend>(
-    kv: &B,
-    order: SortOrder,
-    target: SortTarget,
-    limit: i64,
-) -> Vec<String> {
-    keys(
-        kv,
-        RangeRequest {
-            sort_order: order,
-            sort_target: target,
-            limit,
-            ..RangeRequest::new(prefix("s/"))
-        },
-    )
-    .await
+async fn sorted<B: KvBackend>(kv: &B, order: SortOrder, target: SortTarget, limit: i64) -> Vec<String> {
+    keys(kv, RangeRequest { sort_order: order, sort_target: target, limit, ..RangeRequest::new(prefix("s/")) }).await
 }
 
 async fn range_sorting<B: KvBackend>(kv: &B) {
@@ -429,74 +259,36 @@ async fn range_sorting<B: KvBackend>(kv: &B) {
 
     assert_eq!(sorted(kv, Ascend, Key, 0).await, ["s/k1", "s/k2", "s/k3"]);
     assert_eq!(sorted(kv, Descend, Key, 0).await, ["s/k3", "s/k2", "s/k1"]);
-    assert_eq!(
-        sorted(kv, Ascend, Create, 0).await,
-        ["s/k2", "s/k3", "s/k1"]
-    );
-    assert_eq!(
-        sorted(kv, Descend, Create, 0).await,
-        ["s/k1", "s/k3", "s/k2"]
-    );
+    assert_eq!(sorted(kv, Ascend, Create, 0).await, ["s/k2", "s/k3", "s/k1"]);
+    assert_eq!(sorted(kv, Descend, Create, 0).await, ["s/k1", "s/k3", "s/k2"]);
     assert_eq!(sorted(kv, Ascend, Mod, 0).await, ["s/k3", "s/k2", "s/k1"]);
     assert_eq!(sorted(kv, Descend, Mod, 0).await, ["s/k1", "s/k2", "s/k3"]);
-    assert_eq!(
-        sorted(kv, Ascend, Version, 0).await,
-        ["s/k3", "s/k1", "s/k2"]
-    );
-    assert_eq!(
-        sorted(kv, Descend, Version, 0).await,
-        ["s/k2", "s/k1", "s/k3"]
-    );
+    assert_eq!(sorted(kv, Ascend, Version, 0).await, ["s/k3", "s/k1", "s/k2"]);
+    assert_eq!(sorted(kv, Descend, Version, 0).await, ["s/k2", "s/k1", "s/k3"]);
     assert_eq!(sorted(kv, Ascend, Value, 0).await, ["s/k1", "s/k3", "s/k2"]);
-    assert_eq!(
-        sorted(kv, Descend, Value, 0).await,
-        ["s/k2", "s/k3", "s/k1"]
-    );
+    assert_eq!(sorted(kv, Descend, Value, 0).await, ["s/k2", "s/k3", "s/k1"]);
 
     // The limit applies after sorting.
     assert_eq!(sorted(kv, Descend, Key, 1).await, ["s/k3"]);
     assert_eq!(sorted(kv, Descend, Mod, 2).await, ["s/k1", "s/k2"]);
     assert_eq!(sorted(kv, Ascend, Value, 2).await, ["s/k1", "s/k3"]);
     let resp = kv
-        .range(RangeRequest {
-            sort_order: Descend,
-            sort_target: Version,
-            limit: 1,
-            ..RangeRequest::new(prefix("s/"))
-        })
+        .range(RangeRequest { sort_order: Descend, sort_target: Version, limit: 1, ..RangeRequest::new(prefix("s/")) })
         .await
         .expect("range succeeds");
     assert_eq!((resp.more, resp.count), (true, 3));
 
     // Sorting by value with keys_only still sorts by the (unreturned) value.
     let resp = kv
-        .range(RangeRequest {
-            sort_order: Ascend,
-            sort_target: Value,
-            keys_only: true,
-            ..RangeRequest::new(prefix("s/"))
-        })
+        .range(RangeRequest { sort_order: Ascend, sort_target: Value, keys_only: true, ..RangeRequest::new(prefix("s/")) })
         .await
         .expect("range succeeds");
-    assert_eq!(
-        resp.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(),
-        ["s/k1", "s/k3", "s/k2"]
-    );
+    assert_eq!(resp.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(), ["s/k1", "s/k3", "s/k2"]);
     assert!(resp.kvs.iter().all(|kv| kv.value.is_empty()));
 
     // Descending by key over the whole key space, with a limit.
-    let resp = kv
-        .range(RangeRequest {
-            sort_order: Descend,
-            limit: 2,
-            ..RangeRequest::new(all_keys())
-        })
-        .await
-        .expect("range succeeds");
-    assert_eq!(
-        resp.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(),
-        ["s/k3", "s/k2"]
-    );
+    let resp = kv.range(RangeRequest { sort_order: Descend, limit: 2, ..RangeRequest::new(all_keys()) }).await.expect("range succeeds");
+    assert_eq!(resp.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(), ["s/k3", "s/k2"]);
     assert_eq!((resp.more, resp.count), (true, 4));
 }
 
@@ -513,22 +305,10 @@ async fn range_revision_filters<B: KvBackend>(kv: &B) {
         f(&mut r);
         r
     };
-    assert_eq!(
-        keys(kv, req(&|r| r.min_mod_revision = r0 + 5)).await,
-        ["s/k1", "s/k2"]
-    );
-    assert_eq!(
-        keys(kv, req(&|r| r.max_mod_revision = r0 + 5)).await,
-        ["s/k2", "s/k3"]
-    );
-    assert_eq!(
-        keys(kv, req(&|r| r.min_create_revision = r0 + 2)).await,
-        ["s/k1", "s/k3"]
-    );
-    assert_eq!(
-        keys(kv, req(&|r| r.max_create_revision = r0 + 1)).await,
-        ["s/k2"]
-    );
+    assert_eq!(keys(kv, req(&|r| r.min_mod_revision = r0 + 5)).await, ["s/k1", "s/k2"]);
+    assert_eq!(keys(kv, req(&|r| r.max_mod_revision = r0 + 5)).await, ["s/k2", "s/k3"]);
+    assert_eq!(keys(kv, req(&|r| r.min_create_revision = r0 + 2)).await, ["s/k1", "s/k3"]);
+    assert_eq!(keys(kv, req(&|r| r.max_create_revision = r0 + 1)).await, ["s/k2"]);
     assert_eq!(
         keys(
             kv,
@@ -541,11 +321,7 @@ async fn range_revision_filters<B: KvBackend>(kv: &B) {
         .await,
         ["s/k3"]
     );
-    assert!(
-        keys(kv, req(&|r| r.min_mod_revision = r0 + 7))
-            .await
-            .is_empty()
-    );
+    assert!(keys(kv, req(&|r| r.min_mod_revision = r0 + 7)).await.is_empty());
 }
 
 #[tokio::test]
@@ -558,53 +334,20 @@ async fn range_min_max_revision_filters() {
 /// filters exceed `limit`, and reports as `count` every key in the span.
 async fn range_filters_more_and_count<B: KvBackend>(kv: &B) {
     let r0 = seed_sortable(kv).await;
-    let resp = kv
-        .range(RangeRequest {
-            min_mod_revision: r0 + 5,
-            ..RangeRequest::new(prefix("s/"))
-        })
-        .await
-        .expect("range succeeds");
+    let resp = kv.range(RangeRequest { min_mod_revision: r0 + 5, ..RangeRequest::new(prefix("s/")) }).await.expect("range succeeds");
     assert_eq!(resp.kvs.len(), 2);
-    assert_eq!(
-        resp.count, 3,
-        "count is every key in the span, before the filters"
-    );
-    assert!(
-        !resp.more,
-        "no limit was set, so nothing more can be left out"
-    );
-    let resp = kv
-        .range(RangeRequest {
-            min_mod_revision: r0 + 5,
-            limit: 1,
-            ..RangeRequest::new(prefix("s/"))
-        })
-        .await
-        .expect("range succeeds");
-    assert_eq!(
-        resp.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(),
-        ["s/k1"]
-    );
-    assert!(
-        resp.more,
-        "two pairs passed the filter and the limit is one"
-    );
-    let resp = kv
-        .range(RangeRequest {
-            min_mod_revision: r0 + 5,
-            limit: 2,
-            ..RangeRequest::new(prefix("s/"))
-        })
-        .await
-        .expect("range succeeds");
+    assert_eq!(resp.count, 3, "count is every key in the span, before the filters");
+    assert!(!resp.more, "no limit was set, so nothing more can be left out");
+    let resp =
+        kv.range(RangeRequest { min_mod_revision: r0 + 5, limit: 1, ..RangeRequest::new(prefix("s/")) }).await.expect("range succeeds");
+    assert_eq!(resp.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(), ["s/k1"]);
+    assert!(resp.more, "two pairs passed the filter and the limit is one");
+    let resp =
+        kv.range(RangeRequest { min_mod_revision: r0 + 5, limit: 2, ..RangeRequest::new(prefix("s/")) }).await.expect("range succeeds");
     assert!(!resp.more, "both filtered pairs fit in the limit");
 }
 
 #[tokio::test]
-#[ignore = "BUG: a range with min/max mod/create revision filters and no limit reports more = true \
-            whenever the filters exclude a key (read_range computes more as kvs.len() < count, and \
-            count now includes filtered-out keys); etcd sets more only when the filtered pairs exceed limit"]
 async fn range_filters_set_more_only_past_the_limit() {
     let (store, _dir) = open();
     range_filters_more_and_count(&store).await;
@@ -613,37 +356,16 @@ async fn range_filters_set_more_only_past_the_limit() {
 // ---- put ---------------------------------------------------------------------------------
 
 async fn put_prev_kv<B: KvBackend>(kv: &B) {
-    let first = kv
-        .put(PutRequest {
-            prev_kv: true,
-            ..put_req("p", "1")
-        })
-        .await
-        .expect("put succeeds");
+    let first = kv.put(PutRequest { prev_kv: true, ..put_req("p", "1") }).await.expect("put succeeds");
     assert_eq!(first.prev_kv, None, "no previous version of a new key");
-    let second = kv
-        .put(PutRequest {
-            prev_kv: true,
-            ..put_req("p", "2")
-        })
-        .await
-        .expect("put succeeds");
+    let second = kv.put(PutRequest { prev_kv: true, ..put_req("p", "2") }).await.expect("put succeeds");
     let prev = second.prev_kv.expect("the previous version is returned");
     assert_eq!((s(&prev.key).as_str(), s(&prev.value).as_str()), ("p", "1"));
-    assert_eq!(
-        (prev.version, prev.mod_revision, prev.create_revision),
-        (1, first.revision, first.revision)
-    );
+    assert_eq!((prev.version, prev.mod_revision, prev.create_revision), (1, first.revision, first.revision));
     let third = kv.put(put_req("p", "3")).await.expect("put succeeds");
     assert_eq!(third.prev_kv, None, "prev_kv only when asked");
     delete(kv, single("p")).await;
-    let again = kv
-        .put(PutRequest {
-            prev_kv: true,
-            ..put_req("p", "4")
-        })
-        .await
-        .expect("put succeeds");
+    let again = kv.put(PutRequest { prev_kv: true, ..put_req("p", "4") }).await.expect("put succeeds");
     assert_eq!(again.prev_kv, None, "a deleted key has no previous version");
 }
 
@@ -660,55 +382,17 @@ async fn put_lease_and_ignore_flags<B: KvBackend>(kv: &B) {
     // Attach.
     put_lease(kv, "k", "v1", l1).await;
     assert_eq!(get(kv, "k").await.expect("k exists").lease, l1);
-    assert_eq!(
-        kv.lease_time_to_live(l1, true)
-            .await
-            .expect("ttl succeeds")
-            .keys,
-        [b("k")]
-    );
+    assert_eq!(kv.lease_time_to_live(l1, true).await.expect("ttl succeeds").keys, [b("k")]);
 
     // ignore_value keeps the value and moves the key to the new lease.
-    let r = kv
-        .put(PutRequest {
-            key: b("k"),
-            ignore_value: true,
-            lease: l2,
-            ..Default::default()
-        })
-        .await
-        .expect("put succeeds")
-        .revision;
+    let r = kv.put(PutRequest { key: b("k"), ignore_value: true, lease: l2, ..Default::default() }).await.expect("put succeeds").revision;
     let k = get(kv, "k").await.expect("k exists");
-    assert_eq!(
-        (s(&k.value).as_str(), k.lease, k.version, k.mod_revision),
-        ("v1", l2, 2, r)
-    );
-    assert!(
-        kv.lease_time_to_live(l1, true)
-            .await
-            .expect("ttl succeeds")
-            .keys
-            .is_empty(),
-        "the key left its old lease"
-    );
-    assert_eq!(
-        kv.lease_time_to_live(l2, true)
-            .await
-            .expect("ttl succeeds")
-            .keys,
-        [b("k")]
-    );
+    assert_eq!((s(&k.value).as_str(), k.lease, k.version, k.mod_revision), ("v1", l2, 2, r));
+    assert!(kv.lease_time_to_live(l1, true).await.expect("ttl succeeds").keys.is_empty(), "the key left its old lease");
+    assert_eq!(kv.lease_time_to_live(l2, true).await.expect("ttl succeeds").keys, [b("k")]);
 
     // ignore_lease keeps the lease and takes the new value.
-    kv.put(PutRequest {
-        key: b("k"),
-        value: b("v2"),
-        ignore_lease: true,
-        ..Default::default()
-    })
-    .await
-    .expect("put succeeds");
+    kv.put(PutRequest { key: b("k"), value: b("v2"), ignore_lease: true, ..Default::default() }).await.expect("put succeeds");
     let k = get(kv, "k").await.expect("k exists");
     assert_eq!((s(&k.value).as_str(), k.lease, k.version), ("v2", l2, 3));
 
@@ -716,11 +400,7 @@ async fn put_lease_and_ignore_flags<B: KvBackend>(kv: &B) {
     put(kv, "k", "v3").await;
     assert_eq!(get(kv, "k").await.expect("k exists").lease, 0);
     kv.lease_revoke(l2).await.expect("revoke succeeds");
-    assert_eq!(
-        value(kv, "k").await.as_deref(),
-        Some("v3"),
-        "a detached key survives its old lease"
-    );
+    assert_eq!(value(kv, "k").await.as_deref(), Some("v3"), "a detached key survives its old lease");
 }
 
 #[tokio::test]
@@ -737,52 +417,27 @@ async fn put_flag_errors<B: KvBackend>(kv: &B) {
     let cases: Vec<(&str, PutRequest, StoreError)> = vec![
         (
             "ignore_value on a missing key",
-            PutRequest {
-                key: b("absent"),
-                ignore_value: true,
-                ..Default::default()
-            },
+            PutRequest { key: b("absent"), ignore_value: true, ..Default::default() },
             StoreError::KeyNotFound,
         ),
         (
             "ignore_lease on a missing key",
-            PutRequest {
-                key: b("absent"),
-                value: b("v"),
-                ignore_lease: true,
-                ..Default::default()
-            },
+            PutRequest { key: b("absent"), value: b("v"), ignore_lease: true, ..Default::default() },
             StoreError::KeyNotFound,
         ),
         (
             "ignore_value with a value",
-            PutRequest {
-                key: b("present"),
-                value: b("new"),
-                ignore_value: true,
-                ..Default::default()
-            },
+            PutRequest { key: b("present"), value: b("new"), ignore_value: true, ..Default::default() },
             StoreError::ValueProvided,
         ),
         (
             "ignore_value with a value, key missing",
-            PutRequest {
-                key: b("absent"),
-                value: b("new"),
-                ignore_value: true,
-                ..Default::default()
-            },
+            PutRequest { key: b("absent"), value: b("new"), ignore_value: true, ..Default::default() },
             StoreError::ValueProvided,
         ),
         (
             "ignore_lease with a lease",
-            PutRequest {
-                key: b("present"),
-                value: b("new"),
-                lease,
-                ignore_lease: true,
-                ..Default::default()
-            },
+            PutRequest { key: b("present"), value: b("new"), lease, ignore_lease: true, ..Default::default() },
             StoreError::LeaseProvided,
         ),
     ];
@@ -791,11 +446,7 @@ async fn put_flag_errors<B: KvBackend>(kv: &B) {
         assert_eq!(err, want, "{what}");
         assert_eq!(kv.current_revision(), r0, "{what}: nothing was written");
         assert_eq!(get(kv, "absent").await, None, "{what}: nothing was created");
-        assert_eq!(
-            value(kv, "present").await.as_deref(),
-            Some("v"),
-            "{what}: nothing was changed"
-        );
+        assert_eq!(value(kv, "present").await.as_deref(), Some("v"), "{what}: nothing was changed");
     }
 }
 
@@ -811,89 +462,30 @@ async fn delete_range_prev_kv<B: KvBackend>(kv: &B) {
     seed(kv).await;
     let r0 = kv.current_revision();
 
-    let d = kv
-        .delete_range(DeleteRangeRequest {
-            span: single("a"),
-            prev_kv: true,
-        })
-        .await
-        .expect("delete succeeds");
+    let d = kv.delete_range(DeleteRangeRequest { span: single("a"), prev_kv: true }).await.expect("delete succeeds");
     assert_eq!((d.deleted, d.revision), (1, r0 + 1));
     assert_eq!(d.prev_kvs.len(), 1);
+    assert_eq!((s(&d.prev_kvs[0].key).as_str(), s(&d.prev_kvs[0].value).as_str(), d.prev_kvs[0].version), ("a", "v-a", 1));
+
+    let d = kv.delete_range(DeleteRangeRequest { span: prefix("foo"), prev_kv: true }).await.expect("delete succeeds");
+    assert_eq!((d.deleted, d.revision), (3, r0 + 2), "one revision for the whole range");
     assert_eq!(
-        (
-            s(&d.prev_kvs[0].key).as_str(),
-            s(&d.prev_kvs[0].value).as_str(),
-            d.prev_kvs[0].version
-        ),
-        ("a", "v-a", 1)
+        d.prev_kvs.iter().map(|kv| (s(&kv.key), s(&kv.value))).collect::<Vec<_>>(),
+        [("foo".to_string(), "v-foo".to_string()), ("foo/1".into(), "v-foo/1".into()), ("foo/2".into(), "v-foo/2".into())]
     );
 
-    let d = kv
-        .delete_range(DeleteRangeRequest {
-            span: prefix("foo"),
-            prev_kv: true,
-        })
-        .await
-        .expect("delete succeeds");
-    assert_eq!(
-        (d.deleted, d.revision),
-        (3, r0 + 2),
-        "one revision for the whole range"
-    );
-    assert_eq!(
-        d.prev_kvs
-            .iter()
-            .map(|kv| (s(&kv.key), s(&kv.value)))
-            .collect::<Vec<_>>(),
-        [
-            ("foo".to_string(), "v-foo".to_string()),
-            ("foo/1".into(), "v-foo/1".into()),
-            ("foo/2".into(), "v-foo/2".into())
-        ]
-    );
-
-    let d = kv
-        .delete_range(DeleteRangeRequest {
-            span: span("b", "d"),
-            prev_kv: false,
-        })
-        .await
-        .expect("delete succeeds");
+    let d = kv.delete_range(DeleteRangeRequest { span: span("b", "d"), prev_kv: false }).await.expect("delete succeeds");
     assert_eq!(d.deleted, 2);
     assert!(d.prev_kvs.is_empty(), "prev_kvs only when asked");
 
-    let d = kv
-        .delete_range(DeleteRangeRequest {
-            span: single("a"),
-            prev_kv: true,
-        })
-        .await
-        .expect("delete succeeds");
+    let d = kv.delete_range(DeleteRangeRequest { span: single("a"), prev_kv: true }).await.expect("delete succeeds");
     assert_eq!((d.deleted, d.prev_kvs.len(), d.revision), (0, 0, r0 + 3));
 
     assert_eq!(keys(kv, RangeRequest::new(all_keys())).await, ["fop", "z"]);
-    let d = kv
-        .delete_range(DeleteRangeRequest {
-            span: all_keys(),
-            prev_kv: false,
-        })
-        .await
-        .expect("delete succeeds");
+    let d = kv.delete_range(DeleteRangeRequest { span: all_keys(), prev_kv: false }).await.expect("delete succeeds");
     assert_eq!((d.deleted, d.revision), (2, r0 + 4));
     assert!(dump(kv).await.is_empty());
-    assert_eq!(
-        keys(
-            kv,
-            RangeRequest {
-                revision: r0,
-                ..RangeRequest::new(all_keys())
-            }
-        )
-        .await,
-        KEYS,
-        "history still has them"
-    );
+    assert_eq!(keys(kv, RangeRequest { revision: r0, ..RangeRequest::new(all_keys()) }).await, KEYS, "history still has them");
 }
 
 #[tokio::test]

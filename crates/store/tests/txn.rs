@@ -4,31 +4,20 @@
 mod common;
 
 use daas_store::{
-    Compare, CompareResult, CompareTarget, KeySpan, KvBackend, PutRequest, RangeRequest, RequestOp,
-    ResponseOp, Revision, StoreError, TxnRequest,
+    Compare, CompareResult, CompareTarget, KeySpan, KvBackend, PutRequest, RangeRequest, RequestOp, ResponseOp, Revision, StoreError,
+    TxnRequest,
 };
 
 use common::*;
 
 fn cmp(span: KeySpan, result: CompareResult, target: CompareTarget) -> Compare {
-    Compare {
-        span,
-        result,
-        target,
-    }
+    Compare { span, result, target }
 }
 
 /// Runs `c` twice: as a read-only txn and as a txn that writes `res` in either branch (the
 /// two go through different code paths). Both must agree; returns the outcome.
 async fn holds<B: KvBackend>(kv: &B, c: &Compare) -> bool {
-    let read = kv
-        .txn(TxnRequest {
-            compare: vec![c.clone()],
-            success: vec![],
-            failure: vec![],
-        })
-        .await
-        .expect("read-only txn succeeds");
+    let read = kv.txn(TxnRequest { compare: vec![c.clone()], success: vec![], failure: vec![] }).await.expect("read-only txn succeeds");
     let write = kv
         .txn(TxnRequest {
             compare: vec![c.clone()],
@@ -37,20 +26,9 @@ async fn holds<B: KvBackend>(kv: &B, c: &Compare) -> bool {
         })
         .await
         .expect("writing txn succeeds");
-    assert_eq!(
-        read.succeeded, write.succeeded,
-        "read-only and writing txns disagree on {c:?}"
-    );
-    let want = if write.succeeded {
-        "success"
-    } else {
-        "failure"
-    };
-    assert_eq!(
-        value(kv, "res").await.as_deref(),
-        Some(want),
-        "the branch taken for {c:?} did not run"
-    );
+    assert_eq!(read.succeeded, write.succeeded, "read-only and writing txns disagree on {c:?}");
+    let want = if write.succeeded { "success" } else { "failure" };
+    assert_eq!(value(kv, "res").await.as_deref(), Some(want), "the branch taken for {c:?} did not run");
     write.succeeded
 }
 
@@ -128,11 +106,7 @@ async fn compare_over_a_range<B: KvBackend>(kv: &B) {
     for k in ["p/a", "p/b", "p/c"] {
         put(kv, k, "same").await;
     }
-    let c = cmp(
-        prefix("p/"),
-        CompareResult::Equal,
-        CompareTarget::Value(b("same")),
-    );
+    let c = cmp(prefix("p/"), CompareResult::Equal, CompareTarget::Value(b("same")));
     assert!(holds(kv, &c).await, "every key in the range has the value");
     put(kv, "p/b", "different").await;
     assert!(!holds(kv, &c).await, "one key in the range differs");
@@ -149,19 +123,9 @@ async fn compare_over_a_key_range() {
 async fn branches<B: KvBackend>(kv: &B) {
     put(kv, "flag", "on").await;
     let txn = |want: &str| TxnRequest {
-        compare: vec![cmp(
-            single("flag"),
-            CompareResult::Equal,
-            CompareTarget::Value(b(want)),
-        )],
-        success: vec![
-            RequestOp::Put(put_req("out", "success")),
-            RequestOp::Range(RangeRequest::new(single("flag"))),
-        ],
-        failure: vec![
-            RequestOp::DeleteRange(del_req(single("flag"))),
-            RequestOp::Put(put_req("out", "failure")),
-        ],
+        compare: vec![cmp(single("flag"), CompareResult::Equal, CompareTarget::Value(b(want)))],
+        success: vec![RequestOp::Put(put_req("out", "success")), RequestOp::Range(RangeRequest::new(single("flag")))],
+        failure: vec![RequestOp::DeleteRange(del_req(single("flag"))), RequestOp::Put(put_req("out", "failure"))],
     };
 
     let r0 = kv.current_revision();
@@ -171,18 +135,11 @@ async fn branches<B: KvBackend>(kv: &B) {
     assert_eq!(ok.responses.len(), 2);
     assert!(matches!(&ok.responses[0], ResponseOp::Put(p) if p.revision == r0 + 1));
     match &ok.responses[1] {
-        ResponseOp::Range(r) => assert_eq!(
-            r.kvs.iter().map(|kv| s(&kv.value)).collect::<Vec<_>>(),
-            ["on"]
-        ),
+        ResponseOp::Range(r) => assert_eq!(r.kvs.iter().map(|kv| s(&kv.value)).collect::<Vec<_>>(), ["on"]),
         other => panic!("expected a range response, got {other:?}"),
     }
     assert_eq!(value(kv, "out").await.as_deref(), Some("success"));
-    assert_eq!(
-        value(kv, "flag").await.as_deref(),
-        Some("on"),
-        "the failure branch did not run"
-    );
+    assert_eq!(value(kv, "flag").await.as_deref(), Some("on"), "the failure branch did not run");
 
     let bad = kv.txn(txn("off")).await.expect("txn succeeds");
     assert!(!bad.succeeded);
@@ -206,15 +163,8 @@ async fn nested_and_reads_see_own_writes<B: KvBackend>(kv: &B) {
     let r0 = kv.current_revision();
     let inner = TxnRequest {
         // Compares are decided before the txn runs, as etcd does: n/a does not exist yet.
-        compare: vec![cmp(
-            single("n/a"),
-            CompareResult::Equal,
-            CompareTarget::Version(0),
-        )],
-        success: vec![
-            RequestOp::Put(put_req("n/b", "2")),
-            RequestOp::Range(RangeRequest::new(prefix("n/"))),
-        ],
+        compare: vec![cmp(single("n/a"), CompareResult::Equal, CompareTarget::Version(0))],
+        success: vec![RequestOp::Put(put_req("n/b", "2")), RequestOp::Range(RangeRequest::new(prefix("n/")))],
         failure: vec![RequestOp::Put(put_req("n/never", "!"))],
     };
     let resp = kv
@@ -225,77 +175,38 @@ async fn nested_and_reads_see_own_writes<B: KvBackend>(kv: &B) {
                 RequestOp::Range(RangeRequest::new(single("n/a"))),
                 RequestOp::DeleteRange(del_req(single("n/old"))),
                 RequestOp::Txn(inner),
-                RequestOp::Range(RangeRequest {
-                    count_only: true,
-                    ..RangeRequest::new(prefix("n/"))
-                }),
+                RequestOp::Range(RangeRequest { count_only: true, ..RangeRequest::new(prefix("n/")) }),
             ],
             failure: vec![],
         })
         .await
         .expect("txn succeeds");
     assert_eq!(resp.revision, r0 + 1);
-    assert_eq!(
-        kv.current_revision(),
-        r0 + 1,
-        "nested writes share the outer txn's revision"
-    );
+    assert_eq!(kv.current_revision(), r0 + 1, "nested writes share the outer txn's revision");
 
-    let [
-        ResponseOp::Put(_),
-        ResponseOp::Range(own),
-        ResponseOp::DeleteRange(del),
-        ResponseOp::Txn(nested),
-        ResponseOp::Range(count),
-    ] = &resp.responses[..]
+    let [ResponseOp::Put(_), ResponseOp::Range(own), ResponseOp::DeleteRange(del), ResponseOp::Txn(nested), ResponseOp::Range(count)] =
+        &resp.responses[..]
     else {
         panic!("unexpected responses {:?}", resp.responses);
     };
-    assert_eq!(
-        own.kvs.len(),
-        1,
-        "a range in a txn sees the txn's earlier put"
-    );
-    assert_eq!(
-        (
-            s(&own.kvs[0].value).as_str(),
-            own.kvs[0].mod_revision,
-            own.kvs[0].version
-        ),
-        ("1", r0 + 1, 1)
-    );
+    assert_eq!(own.kvs.len(), 1, "a range in a txn sees the txn's earlier put");
+    assert_eq!((s(&own.kvs[0].value).as_str(), own.kvs[0].mod_revision, own.kvs[0].version), ("1", r0 + 1, 1));
     assert_eq!(del.deleted, 1);
-    assert!(
-        nested.succeeded,
-        "the nested compare saw the state before the txn"
-    );
+    assert!(nested.succeeded, "the nested compare saw the state before the txn");
     let [ResponseOp::Put(_), ResponseOp::Range(inner_range)] = &nested.responses[..] else {
         panic!("unexpected nested responses {:?}", nested.responses);
     };
     assert_eq!(
-        inner_range
-            .kvs
-            .iter()
-            .map(|kv| s(&kv.key))
-            .collect::<Vec<_>>(),
+        inner_range.kvs.iter().map(|kv| s(&kv.key)).collect::<Vec<_>>(),
         ["n/a", "n/b"],
         "the nested range sees both puts and the delete"
     );
     assert_eq!(count.count, 2);
-    for r in [
-        own.revision,
-        del.revision,
-        nested.revision,
-        inner_range.revision,
-        count.revision,
-    ] {
+    for r in [own.revision, del.revision, nested.revision, inner_range.revision, count.revision] {
         assert_eq!(r, r0 + 1, "nested responses report the txn's revision");
     }
     assert_eq!(get(kv, "n/never").await, None);
-    assert_eq!(
-        keys(kv, RangeRequest::new(prefix("n/"))).await,
-        ["n/a", "n/b"]
-    );
+    assert_eq!(keys(kv, RangeRequest::new(prefix("n/"))).await, ["n/a", "n/b"]);
 }
 
 #[tokio::test]
@@ -309,27 +220,15 @@ async fn read_only_txn_at_a_past_revision<B: KvBackend>(kv: &B) {
     put(kv, "h", "2").await;
     let resp = kv
         .txn(TxnRequest {
-            compare: vec![cmp(
-                single("h"),
-                CompareResult::Equal,
-                CompareTarget::Value(b("2")),
-            )],
-            success: vec![RequestOp::Range(RangeRequest {
-                revision: r1,
-                ..RangeRequest::new(single("h"))
-            })],
+            compare: vec![cmp(single("h"), CompareResult::Equal, CompareTarget::Value(b("2")))],
+            success: vec![RequestOp::Range(RangeRequest { revision: r1, ..RangeRequest::new(single("h")) })],
             failure: vec![],
         })
         .await
         .expect("txn succeeds");
     assert!(resp.succeeded);
-    let [ResponseOp::Range(r)] = &resp.responses[..] else {
-        panic!("unexpected {:?}", resp.responses)
-    };
-    assert_eq!(
-        r.kvs.iter().map(|kv| s(&kv.value)).collect::<Vec<_>>(),
-        ["1"]
-    );
+    let [ResponseOp::Range(r)] = &resp.responses[..] else { panic!("unexpected {:?}", resp.responses) };
+    assert_eq!(r.kvs.iter().map(|kv| s(&kv.value)).collect::<Vec<_>>(), ["1"]);
 }
 
 #[tokio::test]
@@ -350,166 +249,79 @@ async fn rejected<B: KvBackend>(kv: &B, what: &str, txn: TxnRequest, want: Store
 
 async fn rejected_txns_store_nothing<B: KvBackend>(kv: &B) {
     put(kv, "present", "v").await;
-    let puts = |n: usize| {
-        (0..n)
-            .map(|i| RequestOp::Put(put_req(&format!("many/{i:03}"), "v")))
-            .collect::<Vec<_>>()
-    };
-    let txn = |success: Vec<RequestOp>| TxnRequest {
-        compare: vec![],
-        success,
-        failure: vec![],
-    };
+    let puts = |n: usize| (0..n).map(|i| RequestOp::Put(put_req(&format!("many/{i:03}"), "v"))).collect::<Vec<_>>();
+    let txn = |success: Vec<RequestOp>| TxnRequest { compare: vec![], success, failure: vec![] };
 
     rejected(kv, "129 ops", txn(puts(129)), StoreError::TooManyOps).await;
     rejected(
         kv,
         "129 ops in the failure branch",
-        TxnRequest {
-            compare: vec![],
-            success: vec![],
-            failure: puts(129),
-        },
+        TxnRequest { compare: vec![], success: vec![], failure: puts(129) },
         StoreError::TooManyOps,
     )
     .await;
-    let too_many_compares = (0..129)
-        .map(|i| {
-            cmp(
-                single(&format!("c{i}")),
-                CompareResult::Equal,
-                CompareTarget::Version(0),
-            )
-        })
-        .collect();
-    rejected(
-        kv,
-        "129 compares",
-        TxnRequest {
-            compare: too_many_compares,
-            success: puts(1),
-            failure: vec![],
-        },
-        StoreError::TooManyOps,
-    )
-    .await;
+    let too_many_compares = (0..129).map(|i| cmp(single(&format!("c{i}")), CompareResult::Equal, CompareTarget::Version(0))).collect();
+    rejected(kv, "129 compares", TxnRequest { compare: too_many_compares, success: puts(1), failure: vec![] }, StoreError::TooManyOps)
+        .await;
 
     rejected(
         kv,
         "the same key put twice",
-        txn(vec![
-            RequestOp::Put(put_req("dup", "1")),
-            RequestOp::Put(put_req("dup", "2")),
-        ]),
+        txn(vec![RequestOp::Put(put_req("dup", "1")), RequestOp::Put(put_req("dup", "2"))]),
         StoreError::DuplicateKey,
     )
     .await;
     rejected(
         kv,
         "a key put and deleted",
-        txn(vec![
-            RequestOp::Put(put_req("dup", "1")),
-            RequestOp::DeleteRange(del_req(prefix("du"))),
-        ]),
+        txn(vec![RequestOp::Put(put_req("dup", "1")), RequestOp::DeleteRange(del_req(prefix("du")))]),
         StoreError::DuplicateKey,
     )
     .await;
-    let nested_dup = TxnRequest {
-        compare: vec![],
-        success: vec![RequestOp::Put(put_req("dup", "2"))],
-        failure: vec![],
-    };
+    let nested_dup = TxnRequest { compare: vec![], success: vec![RequestOp::Put(put_req("dup", "2"))], failure: vec![] };
     rejected(
         kv,
         "a key put in a txn and its nested txn",
-        txn(vec![
-            RequestOp::Put(put_req("dup", "1")),
-            RequestOp::Txn(nested_dup),
-        ]),
+        txn(vec![RequestOp::Put(put_req("dup", "1")), RequestOp::Txn(nested_dup)]),
         StoreError::DuplicateKey,
     )
     .await;
 
     // Requests that only fail once the writer looks at the state: the earlier put must not stay.
-    let ignore_missing = PutRequest {
-        key: b("absent"),
-        ignore_value: true,
-        ..Default::default()
-    };
+    let ignore_missing = PutRequest { key: b("absent"), ignore_value: true, ..Default::default() };
     rejected(
         kv,
         "ignore_value on a missing key",
-        txn(vec![
-            RequestOp::Put(put_req("good", "1")),
-            RequestOp::Put(ignore_missing),
-        ]),
+        txn(vec![RequestOp::Put(put_req("good", "1")), RequestOp::Put(ignore_missing)]),
         StoreError::KeyNotFound,
     )
     .await;
-    let unknown_lease = PutRequest {
-        lease: 999_999,
-        ..put_req("leased", "1")
-    };
+    let unknown_lease = PutRequest { lease: 999_999, ..put_req("leased", "1") };
     rejected(
         kv,
         "a put with an unknown lease",
-        txn(vec![
-            RequestOp::Put(put_req("good", "1")),
-            RequestOp::Put(unknown_lease),
-        ]),
+        txn(vec![RequestOp::Put(put_req("good", "1")), RequestOp::Put(unknown_lease)]),
         StoreError::LeaseNotFound,
     )
     .await;
-    let future = RangeRequest {
-        revision: kv.current_revision() + 10,
-        ..RangeRequest::new(single("present"))
-    };
+    let future = RangeRequest { revision: kv.current_revision() + 10, ..RangeRequest::new(single("present")) };
     rejected(
         kv,
         "a range at a future revision",
-        txn(vec![
-            RequestOp::Put(put_req("good", "1")),
-            RequestOp::Range(future.clone()),
-        ]),
+        txn(vec![RequestOp::Put(put_req("good", "1")), RequestOp::Range(future.clone())]),
         StoreError::FutureRevision,
     )
     .await;
-    rejected(
-        kv,
-        "a read-only txn at a future revision",
-        txn(vec![RequestOp::Range(future)]),
-        StoreError::FutureRevision,
-    )
-    .await;
-    let empty = PutRequest {
-        key: b(""),
-        ..put_req("", "v")
-    };
-    rejected(
-        kv,
-        "a put with an empty key",
-        txn(vec![
-            RequestOp::Put(put_req("good", "1")),
-            RequestOp::Put(empty),
-        ]),
-        StoreError::EmptyKey,
-    )
-    .await;
+    rejected(kv, "a read-only txn at a future revision", txn(vec![RequestOp::Range(future)]), StoreError::FutureRevision).await;
+    let empty = put_req("", "v");
+    rejected(kv, "a put with an empty key", txn(vec![RequestOp::Put(put_req("good", "1")), RequestOp::Put(empty)]), StoreError::EmptyKey)
+        .await;
 
     // The largest txn allowed goes through, in one revision.
     let r0 = kv.current_revision();
     let resp = kv.txn(txn(puts(128))).await.expect("128 ops are allowed");
     assert_eq!(resp.revision, r0 + 1);
-    assert_eq!(
-        kv.range(RangeRequest {
-            count_only: true,
-            ..RangeRequest::new(prefix("many/"))
-        })
-        .await
-        .expect("range succeeds")
-        .count,
-        128
-    );
+    assert_eq!(kv.range(RangeRequest { count_only: true, ..RangeRequest::new(prefix("many/")) }).await.expect("range succeeds").count, 128);
     // The same key in the two branches of one txn is fine: only one runs.
     kv.txn(TxnRequest {
         compare: vec![],

@@ -47,17 +47,14 @@ pub fn scratch() -> TempDir {
 pub fn etcdctl_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let found = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("etcdctl"))
-                .find(|p| p.is_file())
-        });
+        let found =
+            std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("etcdctl")).find(|p| p.is_file()));
         match found {
             Some(p) => p,
             None => panic!(
                 "`etcdctl` (3.4, Debian package etcd-client) is not on PATH. These end-to-end \
-                 tests need the real client: run the test command from the README, which \
-                 installs it."
+                 tests need the real client: run the README's test command, \
+                 `bash scripts/test.sh`, which installs it."
             ),
         }
     })
@@ -118,22 +115,13 @@ impl Server {
                 }
             }
         });
-        let mut server = Server {
-            child,
-            addr: String::new(),
-            data_dir: data_dir.to_path_buf(),
-            stderr,
-            _owned_dir: None,
-        };
+        let mut server = Server { child, addr: String::new(), data_dir: data_dir.to_path_buf(), stderr, _owned_dir: None };
         match rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(addr) => server.addr = addr,
             Err(e) => {
                 let _ = server.child.kill();
                 let _ = server.child.wait();
-                panic!(
-                    "daas server did not print {READY_PREFIX:?} ({e}); its stderr:\n{}",
-                    server.stderr_text()
-                );
+                panic!("daas server did not print {READY_PREFIX:?} ({e}); its stderr:\n{}", server.stderr_text());
             }
         }
         server
@@ -160,8 +148,7 @@ impl Server {
 
     /// Runs `etcdctl ARGS` with `stdin` fed to it.
     pub fn etcdctl_stdin(&self, args: &[&str], stdin: impl Into<Vec<u8>>) -> Output {
-        self.spawn(args, Some(stdin.into()))
-            .wait_exit(COMMAND_TIMEOUT)
+        self.spawn(args, Some(stdin.into())).wait_exit(COMMAND_TIMEOUT)
     }
 
     /// Starts `etcdctl ARGS` and leaves it running (for `watch` and friends).
@@ -180,11 +167,7 @@ impl Server {
             .arg("--endpoints")
             .arg(&self.addr)
             .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("etcdctl starts");
@@ -202,33 +185,20 @@ impl Server {
             drain_into(child.stdout.take().expect("stdout is piped"), stdout.clone()),
             drain_into(child.stderr.take().expect("stderr is piped"), stderr.clone()),
         ];
-        Running {
-            child,
-            stdout,
-            stderr,
-            readers,
-            command: format!("etcdctl {}", shell_words(args)),
-        }
+        Running { child, stdout, stderr, readers, command: format!("etcdctl {}", shell_words(args)) }
     }
 
     /// Stops the server with SIGTERM, as an operator would, and waits (bounded) for it to exit.
     pub fn stop(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill(1) runs");
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill(1) runs");
         assert!(sent.success(), "kill -TERM {pid} failed");
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("waitpid works") {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "daas server ignored SIGTERM for {STARTUP_TIMEOUT:?}; stderr:\n{}",
-                self.stderr_text()
-            );
+            assert!(Instant::now() < deadline, "daas server ignored SIGTERM for {STARTUP_TIMEOUT:?}; stderr:\n{}", self.stderr_text());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -263,21 +233,13 @@ impl Output {
     /// Asserts a clean exit 0 and returns stdout.
     #[track_caller]
     pub fn ok(self) -> String {
-        assert!(
-            self.code == Some(0) && !self.killed,
-            "`{}` did not succeed:\n{self}",
-            self.command
-        );
+        assert!(self.code == Some(0) && !self.killed, "`{}` did not succeed:\n{self}", self.command);
         self.stdout
     }
 
     /// The last non-empty line of stderr (etcdctl's `Error: …` line).
     pub fn last_stderr_line(&self) -> &str {
-        self.stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
+        self.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
     }
 }
 
@@ -353,16 +315,8 @@ impl Running {
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
-        let text = |b: &Arc<Mutex<Vec<u8>>>| {
-            String::from_utf8_lossy(&b.lock().expect("not poisoned")).into_owned()
-        };
-        Output {
-            command: self.command.clone(),
-            stdout: text(&self.stdout),
-            stderr: text(&self.stderr),
-            code: status.code(),
-            killed,
-        }
+        let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().expect("not poisoned")).into_owned();
+        Output { command: self.command.clone(), stdout: text(&self.stdout), stderr: text(&self.stderr), code: status.code(), killed }
     }
 }
 
@@ -380,10 +334,7 @@ fn drain_into(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => into
-                    .lock()
-                    .expect("not poisoned")
-                    .extend_from_slice(&buf[..n]),
+                Ok(n) => into.lock().expect("not poisoned").extend_from_slice(&buf[..n]),
             }
         }
     })
@@ -392,13 +343,7 @@ fn drain_into(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -
 /// The arguments as a shell would show them (for failure messages only).
 fn shell_words(args: &[&str]) -> String {
     args.iter()
-        .map(|a| {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
-                format!("{a:?}")
-            } else {
-                (*a).to_string()
-            }
-        })
+        .map(|a| if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') { format!("{a:?}") } else { (*a).to_string() })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -409,11 +354,7 @@ pub fn b64(data: impl AsRef<[u8]>) -> String {
     let data = data.as_ref();
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -54,16 +54,9 @@ impl Server {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("daas server exited early with {status}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "daas server did not start listening within 20 s"
-            );
+            assert!(Instant::now() < deadline, "daas server did not start listening within 20 s");
         }
-        Server {
-            child,
-            addr,
-            data_dir: data_dir.to_owned(),
-        }
+        Server { child, addr, data_dir: data_dir.to_owned() }
     }
 
     pub fn endpoint(&self) -> String {
@@ -72,12 +65,7 @@ impl Server {
 
     /// A gRPC channel to the server.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint())
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .expect("connect")
+        Channel::from_shared(self.endpoint()).expect("endpoint").connect_timeout(Duration::from_secs(5)).connect().await.expect("connect")
     }
 
     pub async fn kv(&self) -> pb::kv_client::KvClient<Channel> {
@@ -92,16 +80,11 @@ impl Server {
 
     /// SIGTERM and wait (at most 20 s) for a clean exit.
     pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(
-                    status.success(),
-                    "daas server exited with {status} on SIGTERM"
-                );
+                assert!(status.success(), "daas server exited with {status} on SIGTERM");
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

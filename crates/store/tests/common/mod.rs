@@ -7,15 +7,14 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use daas_store::{
-    Clock, DeleteRangeRequest, EphemeralKeyProvider, Event, KeyFileProvider, KeyProvider, KeySpan,
-    KeyValue, KvBackend, PutRequest, RangeRequest, Revision, Store, StoreConfig, StoreError,
-    WatchStream,
+    Clock, DeleteRangeRequest, EphemeralKeyProvider, Event, KeyFileProvider, KeyProvider, KeySpan, KeyValue, KvBackend, PutRequest,
+    RangeRequest, Revision, Store, StoreConfig, StoreError, WatchStream,
 };
 use tempfile::TempDir;
 
@@ -108,18 +107,11 @@ pub fn all_keys() -> KeySpan {
 }
 
 pub fn put_req(k: &str, v: &str) -> PutRequest {
-    PutRequest {
-        key: b(k),
-        value: b(v),
-        ..Default::default()
-    }
+    PutRequest { key: b(k), value: b(v), ..Default::default() }
 }
 
 pub fn del_req(span: KeySpan) -> DeleteRangeRequest {
-    DeleteRangeRequest {
-        span,
-        prev_kv: false,
-    }
+    DeleteRangeRequest { span, prev_kv: false }
 }
 
 /// Puts `k = v` and returns the revision it was written at.
@@ -129,21 +121,12 @@ pub async fn put<B: KvBackend>(kv: &B, k: &str, v: &str) -> Revision {
 
 /// Puts `k = v` attached to `lease`.
 pub async fn put_lease<B: KvBackend>(kv: &B, k: &str, v: &str, lease: i64) -> Revision {
-    kv.put(PutRequest {
-        lease,
-        ..put_req(k, v)
-    })
-    .await
-    .expect("put with lease succeeds")
-    .revision
+    kv.put(PutRequest { lease, ..put_req(k, v) }).await.expect("put with lease succeeds").revision
 }
 
 /// Deletes `span`; returns how many keys went.
 pub async fn delete<B: KvBackend>(kv: &B, span: KeySpan) -> i64 {
-    kv.delete_range(del_req(span))
-        .await
-        .expect("delete succeeds")
-        .deleted
+    kv.delete_range(del_req(span)).await.expect("delete succeeds").deleted
 }
 
 /// The current version of `k`, if it exists.
@@ -153,18 +136,8 @@ pub async fn get<B: KvBackend>(kv: &B, k: &str) -> Option<KeyValue> {
 
 /// The version of `k` visible at revision `rev` (0 = now).
 pub async fn get_at<B: KvBackend>(kv: &B, k: &str, rev: Revision) -> Option<KeyValue> {
-    let resp = kv
-        .range(RangeRequest {
-            revision: rev,
-            ..RangeRequest::new(single(k))
-        })
-        .await
-        .expect("range succeeds");
-    assert!(
-        resp.kvs.len() <= 1,
-        "a single-key read returned {} keys",
-        resp.kvs.len()
-    );
+    let resp = kv.range(RangeRequest { revision: rev, ..RangeRequest::new(single(k)) }).await.expect("range succeeds");
+    assert!(resp.kvs.len() <= 1, "a single-key read returned {} keys", resp.kvs.len());
     resp.kvs.into_iter().next()
 }
 
@@ -175,21 +148,12 @@ pub async fn value<B: KvBackend>(kv: &B, k: &str) -> Option<String> {
 
 /// The keys a range request returns, in the order returned.
 pub async fn keys<B: KvBackend>(kv: &B, req: RangeRequest) -> Vec<String> {
-    kv.range(req)
-        .await
-        .expect("range succeeds")
-        .kvs
-        .iter()
-        .map(|kv| s(&kv.key))
-        .collect()
+    kv.range(req).await.expect("range succeeds").kvs.iter().map(|kv| s(&kv.key)).collect()
 }
 
 /// Every live key/value pair, in key order.
 pub async fn dump<B: KvBackend>(kv: &B) -> Vec<KeyValue> {
-    kv.range(RangeRequest::new(all_keys()))
-        .await
-        .expect("range succeeds")
-        .kvs
+    kv.range(RangeRequest::new(all_keys())).await.expect("range succeeds").kvs
 }
 
 /// Waits for at least `n` events from `w`, failing after `secs` seconds.
@@ -250,9 +214,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// A path inside `dir`.
-pub fn path(dir: &TempDir, name: &str) -> PathBuf {
-    dir.path().join(name)
 }
