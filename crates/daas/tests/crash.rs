@@ -2,7 +2,7 @@
 //! random moment, several rounds in a row. After each restart every acknowledged write must be
 //! there, and no transaction may be half applied (each txn writes two keys; both or neither).
 
-mod support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::Server;
 use daas_etcd::pb;
-use support::Server;
 
 const CLIENTS: usize = 48;
 const ROUNDS: usize = 4;
@@ -47,7 +47,7 @@ async fn acknowledged_writes_survive_sigkill() {
     let next = Arc::new(AtomicU64::new(0));
     let mut acked_total: BTreeSet<u64> = BTreeSet::new();
     for round in 0..ROUNDS {
-        let server = Server::start(dir.path(), &[]);
+        let server = Server::start_in(dir.path());
         let channel = server.channel().await;
         let acked = Arc::new(parking_lot_free::Acked::default());
         let mut tasks = Vec::new();
@@ -80,7 +80,7 @@ async fn acknowledged_writes_survive_sigkill() {
         acked_total.extend(acked_now);
 
         // Reopen and check.
-        let server = Server::start(dir.path(), &[]);
+        let server = Server::start_in(dir.path());
         let a: Vec<_> = all_keys(&server, "crash/a/").await;
         let b: Vec<_> = all_keys(&server, "crash/b/").await;
         let a_ids: BTreeSet<u64> = a.iter().map(|(k, _)| k["crash/a/".len()..].parse().expect("id")).collect();

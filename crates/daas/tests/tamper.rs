@@ -2,12 +2,12 @@
 //! reads fail with a clear integrity error (gRPC DATA_LOSS), never return wrong data, and leave
 //! the server serving every other key.
 
-mod support;
+mod common;
 
 use bytes::Bytes;
+use common::Server;
 use daas_etcd::pb;
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
-use support::Server;
 use tonic::Code;
 
 /// The store's history table, as documented in docs/design.md.
@@ -70,7 +70,7 @@ async fn get(kv: &mut pb::kv_client::KvClient<tonic::transport::Channel>, key: &
 async fn flipped_bytes_are_detected_and_other_keys_keep_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let victim_value = pseudo_random(4096, 42);
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_in(dir.path());
     {
         let mut kv = server.kv().await;
         for i in 0..50 {
@@ -81,7 +81,7 @@ async fn flipped_bytes_are_detected_and_other_keys_keep_serving() {
         kv.put(pb::PutRequest { key: "t/victim".into(), value: victim_value.clone().into(), ..Default::default() }).await.expect("put");
         kv.put(pb::PutRequest { key: "t/meta-victim".into(), value: "small".into(), ..Default::default() }).await.expect("put");
     }
-    server.stop();
+    assert!(server.stop().success(), "the server stops cleanly on SIGTERM");
 
     let file = dir.path().join("data.redb");
     // 1. A bit in the middle of the victim's ciphertext.
@@ -93,7 +93,7 @@ async fn flipped_bytes_are_detected_and_other_keys_keep_serving() {
     let raw = raw_record(&file, b"t/meta-victim");
     assert!(flip_in_file(&file, &raw, 16) >= 1, "record not found in the file");
 
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_in(dir.path());
     let mut kv = server.kv().await;
     for key in ["t/victim", "t/meta-victim"] {
         let err = get(&mut kv, key).await.expect_err("a tampered value must not be returned");

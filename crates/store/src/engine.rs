@@ -376,11 +376,13 @@ impl Store {
         check_key(req.span.start(), &req.span)?;
         let current = self.current_revision();
         let at = self.resolve(req.revision, current)?;
-        let index = self.shared.index.read();
+        // Select under the index lock; read and open values after releasing it, so a long range
+        // does not hold up the writer. A record compacted away meanwhile reads as Compacted.
+        let selection = select_range(&self.shared.index.read(), req, at);
         let rtx = self.shared.db.begin_read()?;
         let table = rtx.open_table(REVS)?;
         let mut fetch = |key: &Bytes, rev: Rev| self.shared.fetch_value(&table, key, rev, at);
-        let mut resp = read_range(&index, req, at, &mut fetch)?;
+        let mut resp = finish_range(selection, req, &mut fetch)?;
         resp.revision = current;
         Ok(resp)
     }
@@ -738,32 +740,39 @@ impl Shared {
     }
 }
 
-/// The span's keys live at `at`, filtered, sorted and limited as `req` asks, with values
-/// fetched through `fetch` unless `keys_only`/`count_only`.
+/// What a range selected from the index, before any value is read.
+struct Selection {
+    hits: Vec<(Bytes, Live)>,
+    count: i64,
+    more: bool,
+}
+
+/// Reads a range: [`select_range`] under the index lock, then [`finish_range`] for the values.
 fn read_range(
     index: &Index,
     req: &RangeRequest,
     at: Revision,
     fetch: &mut dyn FnMut(&Bytes, Rev) -> Result<Bytes>,
 ) -> Result<RangeResponse> {
+    finish_range(select_range(index, req, at), req, fetch)
+}
+
+/// The span's keys live at `at`, filtered and (when sorted by key) limited as `req` asks.
+/// Needs only the index, so the caller can release the index lock before reading values.
+fn select_range(index: &Index, req: &RangeRequest, at: Revision) -> Selection {
     let filter = |l: &Live| {
         (req.min_mod_revision == 0 || l.rev.main >= req.min_mod_revision)
             && (req.max_mod_revision == 0 || l.rev.main <= req.max_mod_revision)
             && (req.min_create_revision == 0 || l.create >= req.min_create_revision)
             && (req.max_create_revision == 0 || l.create <= req.max_create_revision)
     };
-    let order = match (req.sort_order, req.sort_target) {
-        (SortOrder::None, SortTarget::Key) => SortOrder::Ascend,
-        (SortOrder::None, _) => SortOrder::Ascend,
-        (o, _) => o,
-    };
     let by_key = req.sort_target == SortTarget::Key;
     let limit = if req.limit > 0 { req.limit as usize } else { usize::MAX };
     let mut count = 0i64;
     let mut hits: Vec<(Bytes, Live)> = Vec::new();
     // As in etcd, `count` is every key live in the span; the revision filters and the limit
-    // only decide which of them are returned.
-    // One hit past the limit tells whether there is `more`, as etcd asks its index for limit+1.
+    // only decide which of them are returned. One hit past the limit tells whether there is
+    // `more`, as etcd asks its index for limit+1.
     let keep = limit.saturating_add(1);
     let mut collect = |k: &Bytes, l: Live| {
         count += 1;
@@ -773,38 +782,45 @@ fn read_range(
         }
         true
     };
-    if by_key && order == SortOrder::Descend {
+    if by_key && req.sort_order == SortOrder::Descend {
         index.visit_rev(&req.span, at, &mut collect);
     } else {
         index.visit(&req.span, at, &mut collect);
-    }
-    if req.count_only {
-        return Ok(RangeResponse { revision: 0, kvs: vec![], more: false, count });
     }
     let more = hits.len() > limit;
     if by_key {
         hits.truncate(limit);
     }
-    let mut kvs = Vec::with_capacity(hits.len().min(limit));
-    let needs_value_sort = req.sort_target == SortTarget::Value;
+    Selection { hits, count, more }
+}
+
+/// Reads the selected values through `fetch`, sorts by a non-key target, applies the limit.
+fn finish_range(sel: Selection, req: &RangeRequest, fetch: &mut dyn FnMut(&Bytes, Rev) -> Result<Bytes>) -> Result<RangeResponse> {
+    let Selection { hits, count, more } = sel;
+    if req.count_only {
+        return Ok(RangeResponse { revision: 0, kvs: vec![], more: false, count });
+    }
+    let limit = if req.limit > 0 { req.limit as usize } else { usize::MAX };
+    let needs_value = !req.keys_only || req.sort_target == SortTarget::Value;
+    let mut kvs = Vec::with_capacity(hits.len());
     for (k, l) in &hits {
-        let value = if req.keys_only && !needs_value_sort { Bytes::new() } else { fetch(k, l.rev)? };
+        let value = if needs_value { fetch(k, l.rev)? } else { Bytes::new() };
         kvs.push(kv_of(k, *l, value));
     }
-    if !by_key {
-        let key_of = |kv: &KeyValue| -> (i64, Bytes) {
-            match req.sort_target {
-                SortTarget::Version => (kv.version, Bytes::new()),
-                SortTarget::Create => (kv.create_revision, Bytes::new()),
-                SortTarget::Mod => (kv.mod_revision, Bytes::new()),
-                SortTarget::Value => (0, kv.value.clone()),
-                SortTarget::Key => (0, kv.key.clone()),
-            }
-        };
-        kvs.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
-        if order == SortOrder::Descend {
-            kvs.reverse();
-        }
+    if req.sort_target != SortTarget::Key {
+        // A stable sort over key-ordered input: ties stay in key order, as in etcd. Order NONE
+        // with a non-key target sorts ascending.
+        let descend = req.sort_order == SortOrder::Descend;
+        kvs.sort_by(|a, b| {
+            let o = match req.sort_target {
+                SortTarget::Version => a.version.cmp(&b.version),
+                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                SortTarget::Value => a.value.cmp(&b.value),
+                SortTarget::Key => a.key.cmp(&b.key),
+            };
+            if descend { o.reverse() } else { o }
+        });
         kvs.truncate(limit);
         if req.keys_only {
             for kv in &mut kvs {

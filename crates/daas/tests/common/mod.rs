@@ -132,6 +132,21 @@ impl Server {
         &self.addr
     }
 
+    /// A gRPC channel to the server's etcd API.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
+            .expect("a valid endpoint")
+            .connect_timeout(COMMAND_TIMEOUT)
+            .connect()
+            .await
+            .expect("the server accepts gRPC connections")
+    }
+
+    /// An etcd KV client (the generated one from `daas-etcd`).
+    pub async fn kv(&self) -> daas_etcd::pb::kv_client::KvClient<tonic::transport::Channel> {
+        daas_etcd::pb::kv_client::KvClient::new(self.channel().await)
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
