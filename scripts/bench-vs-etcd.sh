@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
-if ((QUICK)); then PUTS=5000; RANGES=20000; TXNS=5000; SEQ=300; else PUTS=40000; RANGES=100000; TXNS=40000; SEQ=2000; fi
+if ((QUICK)); then PUTS=5000; RANGES=20000; TXNS=5000; SEQ=300; REPEAT=1; else PUTS=40000; RANGES=100000; TXNS=40000; SEQ=2000; REPEAT=3; fi
 
 if ! command -v etcd >/dev/null; then
   echo "installing etcd-server (Debian) for the reference run" >&2
@@ -53,28 +53,30 @@ load() { # endpoint op clients conns total
     --key-size 8 --val-size 256 --key-space 10000 --timeout 300
 }
 
-suite() { # name endpoint -> appends rows to $WORK/results
+suite() { # name endpoint -> appends rows to $WORK/results (each load REPEAT times)
   local name=$1 ep=$2
-  {
+  for _ in $(seq 1 "$REPEAT"); do {
     echo "$name put-100 $(load "$ep" put 100 10 $PUTS)"
     echo "$name put-1 $(load "$ep" put 1 1 $SEQ)"
     echo "$name range-100 $(load "$ep" range 100 10 $RANGES)"
     echo "$name txn-100 $(load "$ep" txn 100 10 $TXNS)"
-  } >>"$WORK/results"
+  } >>"$WORK/results"; done
 }
 
 start_etcd;  suite etcd http://127.0.0.1:23799;  stop_all
 start_daas;  suite daas http://127.0.0.1:23790;  stop_all
 start_daas --danger-unsealed-storage; suite daas-unsealed http://127.0.0.1:23790; stop_all
 
-python3 - "$WORK/results" "$(nproc)" <<'PY'
-import json, sys, datetime
-rows = {}
+python3 - "$WORK/results" "$(nproc)" "$REPEAT" <<'PY'
+import json, sys, datetime, statistics
+runs = {}
 for line in open(sys.argv[1]):
     name, load, js = line.split(" ", 2)
-    rows[(name, load)] = json.loads(js)
+    runs.setdefault((name, load), []).append(json.loads(js))
+# The median of each figure over the repeated runs (the machine is shared and noisy).
+rows = {k: {f: statistics.median(r[f] for r in v) for f in ("ops_per_s", "p50_ms", "p99_ms", "errors")} for k, v in runs.items()}
 loads = [("put-100", "put, 100 clients"), ("put-1", "put, 1 client"), ("range-100", "range (1 key), 100 clients"), ("txn-100", "txn (compare+put), 100 clients")]
-print(f"{datetime.date.today()} · {sys.argv[2]} cores · 8-byte keys, 256-byte values, 10k key space · both fsync every commit\n")
+print(f"{datetime.date.today()} · {sys.argv[2]} cores · 8-byte keys, 256-byte values, 10k key space · both fsync every commit · median of {sys.argv[3]} runs\n")
 print("| load | etcd 3.4 ops/s | daas ops/s | ratio | etcd p50 / p99 ms | daas p50 / p99 ms | daas unsealed ops/s | sealing cost |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for key, label in loads:

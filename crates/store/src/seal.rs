@@ -58,10 +58,12 @@ fn aead_key(k: &[u8; 32]) -> Result<LessSafeKey> {
     UnboundKey::new(&AES_256_GCM, k).map(LessSafeKey::new).map_err(|_| StoreError::Sealing("invalid AES-256 key".into()))
 }
 
-/// AES-256-GCM with a random nonce: `nonce | ciphertext | tag`.
-fn gcm_seal(key: &LessSafeKey, rng: &SystemRandom, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+/// AES-256-GCM with a random nonce: `nonce | ciphertext | tag`. Nonces come from the thread's
+/// CSPRNG (ChaCha, seeded and periodically reseeded from the OS): as unpredictable as asking the
+/// kernel each time, without a system call per value.
+fn gcm_seal(key: &LessSafeKey, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
     let mut nonce = [0u8; NONCE_LEN];
-    rng.fill(&mut nonce).map_err(|_| StoreError::Sealing("the system random source failed".into()))?;
+    rand::Rng::fill(&mut rand::rng(), &mut nonce);
     let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + 16);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plain);
@@ -89,7 +91,6 @@ fn gcm_open(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
 pub struct KeyFileProvider {
     path: PathBuf,
     key: LessSafeKey,
-    rng: SystemRandom,
 }
 
 impl fmt::Debug for KeyFileProvider {
@@ -128,7 +129,7 @@ impl KeyFileProvider {
             .try_into()
             .map_err(|_| StoreError::Sealing(format!("key file {} must hold exactly 32 bytes, found {}", path.display(), bytes.len())))?;
         let key = Zeroizing::new(key);
-        Ok(KeyFileProvider { path: path.to_owned(), key: aead_key(&key)?, rng: SystemRandom::new() })
+        Ok(KeyFileProvider { path: path.to_owned(), key: aead_key(&key)? })
     }
 }
 
@@ -144,7 +145,7 @@ impl KeyProvider for KeyFileProvider {
     }
 
     fn wrap(&self, dek: &DataKey, context: &[u8]) -> Result<Vec<u8>> {
-        gcm_seal(&self.key, &self.rng, &wrap_aad(context), &dek[..])
+        gcm_seal(&self.key, &wrap_aad(context), &dek[..])
     }
 
     fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<DataKey> {
@@ -163,7 +164,6 @@ impl KeyProvider for KeyFileProvider {
 /// be read by another process.
 pub struct EphemeralKeyProvider {
     key: LessSafeKey,
-    rng: SystemRandom,
 }
 
 impl fmt::Debug for EphemeralKeyProvider {
@@ -174,7 +174,7 @@ impl fmt::Debug for EphemeralKeyProvider {
 
 impl EphemeralKeyProvider {
     pub fn new() -> Result<Self> {
-        Ok(EphemeralKeyProvider { key: aead_key(&*random_key()?)?, rng: SystemRandom::new() })
+        Ok(EphemeralKeyProvider { key: aead_key(&*random_key()?)? })
     }
 }
 
@@ -184,7 +184,7 @@ impl KeyProvider for EphemeralKeyProvider {
     }
 
     fn wrap(&self, dek: &DataKey, context: &[u8]) -> Result<Vec<u8>> {
-        gcm_seal(&self.key, &self.rng, &wrap_aad(context), &dek[..])
+        gcm_seal(&self.key, &wrap_aad(context), &dek[..])
     }
 
     fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<DataKey> {
@@ -213,7 +213,6 @@ pub struct Sealer {
     deks: RwLock<HashMap<u32, Arc<Dek>>>,
     active: RwLock<u32>,
     rotate_after: u64,
-    rng: SystemRandom,
 }
 
 impl fmt::Debug for Sealer {
@@ -225,7 +224,7 @@ impl fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer with no keys yet; add them with [`Sealer::install`].
     pub fn new(enabled: bool, rotate_after: u64) -> Self {
-        Sealer { enabled, deks: RwLock::new(HashMap::new()), active: RwLock::new(0), rotate_after, rng: SystemRandom::new() }
+        Sealer { enabled, deks: RwLock::new(HashMap::new()), active: RwLock::new(0), rotate_after }
     }
 
     /// Makes DEK `id` available for opening, with `writes` values already sealed under it.
@@ -233,6 +232,13 @@ impl Sealer {
         let dek = Arc::new(Dek { key: aead_key(key)?, writes: AtomicU64::new(writes) });
         self.deks.write().insert(id, dek);
         Ok(())
+    }
+
+    /// Counts `n` more values as sealed under DEK `id` (a safety margin after a restart).
+    pub fn add_writes(&self, id: u32, n: u64) {
+        if let Some(d) = self.deks.read().get(&id) {
+            d.writes.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Makes DEK `id` the one new values are sealed under.
@@ -274,7 +280,7 @@ impl Sealer {
         header[0] = FORMAT_AES_GCM;
         header[1..5].copy_from_slice(&id.to_be_bytes());
         let full_aad = [&header[..], aad].concat();
-        let body = gcm_seal(&dek.key, &self.rng, &full_aad, plain)?;
+        let body = gcm_seal(&dek.key, &full_aad, plain)?;
         let mut out = Vec::with_capacity(5 + body.len());
         out.extend_from_slice(&header);
         out.extend_from_slice(&body);
