@@ -26,6 +26,7 @@ pub const META_CURRENT: &str = "current_revision";
 pub const META_COMPACTED: &str = "compact_revision";
 pub const META_SEALED: &str = "sealed";
 pub const META_ACTIVE_DEK: &str = "active_dek";
+pub const META_CHECKPOINT: &str = "checkpoint_ms";
 
 /// Version of this layout; a store refuses data files of another version.
 pub const FORMAT_VERSION: u64 = 1;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use redb::{Database, Durability, ReadableDatabase as _, ReadableTable, Table};
+use redb::{Database, Durability, ReadableDatabase as _, ReadableTable, Value as _};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::disk::{self, DEKS, LEASES, META, REVS};
@@ -21,6 +21,7 @@ use crate::error::{Result, StoreError};
 use crate::index::{Entry, Index, Live, Rev};
 use crate::seal::{self, KeyProvider, Sealer};
 use crate::types::*;
+use crate::wal::{self, Log, Logged, TableId, Wal};
 
 /// The largest lease TTL etcd accepts, in seconds.
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
@@ -44,6 +45,8 @@ pub struct StoreConfig {
     pub min_lease_ttl: i64,
     /// redb page cache size in bytes.
     pub cache_bytes: usize,
+    /// Size of a write-ahead log segment; a checkpoint follows each filled one.
+    pub wal_segment_bytes: u64,
 }
 
 impl StoreConfig {
@@ -57,6 +60,7 @@ impl StoreConfig {
             max_batch: 2048,
             min_lease_ttl: 2,
             cache_bytes: 256 * 1024 * 1024,
+            wal_segment_bytes: wal::DEFAULT_SEGMENT_BYTES,
         }
     }
 }
@@ -219,6 +223,39 @@ impl Store {
             .map_err(|e| StoreError::Storage(format!("opening {}: {e}", path.display())))?;
         let sealer = Sealer::new(config.sealing, config.rotate_after_writes.max(1));
 
+        // Changes acknowledged after the last checkpoint live only in the write-ahead log:
+        // apply them before anything else reads the tables (data keys included).
+        let wal_dir = config.data_dir.join("wal");
+        if wal_dir.is_dir() {
+            let wtx = db.begin_write()?;
+            let frames = {
+                let mut revs = wtx.open_table(REVS)?;
+                let mut leases = wtx.open_table(LEASES)?;
+                let mut deks = wtx.open_table(DEKS)?;
+                let mut meta = wtx.open_table(META)?;
+                wal::replay(&wal_dir, |payload| {
+                    for c in wal::changes(payload)? {
+                        match (c.table, c.delete) {
+                            (TableId::Revs, false) => drop(revs.insert(<(u64, u32)>::from_bytes(c.key), c.value)?),
+                            (TableId::Revs, true) => drop(revs.remove(<(u64, u32)>::from_bytes(c.key))?),
+                            (TableId::Leases, false) => drop(leases.insert(i64::from_bytes(c.key), c.value)?),
+                            (TableId::Leases, true) => drop(leases.remove(i64::from_bytes(c.key))?),
+                            (TableId::Deks, false) => drop(deks.insert(u32::from_bytes(c.key), c.value)?),
+                            (TableId::Deks, true) => drop(deks.remove(u32::from_bytes(c.key))?),
+                            (TableId::Meta, false) => drop(meta.insert(<&str>::from_bytes(c.key), c.value)?),
+                            (TableId::Meta, true) => drop(meta.remove(<&str>::from_bytes(c.key))?),
+                        }
+                    }
+                    Ok(())
+                })?
+            };
+            wtx.commit()?;
+            if frames > 0 {
+                tracing::info!(frames, "replayed the write-ahead log");
+            }
+        }
+        let wal = Wal::start(&wal_dir, config.wal_segment_bytes)?;
+
         // First open: write the store's identity. Later opens: check it.
         let wtx = db.begin_write()?;
         let (cluster_id, member_id, current, compacted);
@@ -357,6 +394,7 @@ impl Store {
             rx,
             runtime: tokio::runtime::Handle::try_current().ok(),
             persisted_writes: persisted_writes.into(),
+            wal: Some(wal).into(),
         };
         let thread = std::thread::Builder::new().name("daas-store-writer".into()).spawn(move || w.run())?;
         let guard = Arc::new(WriterGuard { stop: tx.clone(), thread: Mutex::new(Some(thread)) });
@@ -1007,6 +1045,8 @@ struct Writer {
     runtime: Option<tokio::runtime::Handle>,
     /// Values sealed under the active DEK when its counter was last persisted.
     persisted_writes: std::cell::Cell<u64>,
+    /// The write-ahead log; `None` once closed at shutdown.
+    wal: std::cell::RefCell<Option<Wal>>,
 }
 
 /// How many values the active DEK seals between two writes of its counter.
@@ -1089,7 +1129,36 @@ impl Writer {
             }
             self.commit_batch(reqs, expired);
         }
+        // A clean stop leaves everything in redb and an empty log.
+        if !self.shared.failed.load(Ordering::Acquire) {
+            match self.checkpoint() {
+                Ok(()) => {
+                    if let Some(w) = self.wal.borrow_mut().take()
+                        && let Err(e) = w.clear()
+                    {
+                        tracing::warn!(error = %e, "could not remove the write-ahead log after the final checkpoint");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "final checkpoint failed; the write-ahead log will be replayed at the next start"),
+            }
+        }
         tracing::debug!("store writer stopped");
+    }
+
+    /// Makes every commit so far durable in redb, then drops the log segments it covers.
+    fn checkpoint(&self) -> Result<()> {
+        let mut wtx = self.shared.db.begin_write()?;
+        wtx.set_durability(Durability::Immediate).map_err(|e| StoreError::Storage(e.to_string()))?;
+        {
+            // Write something so the commit is never skipped as empty.
+            let mut meta = wtx.open_table(META)?;
+            meta.insert(disk::META_CHECKPOINT, &self.shared.clock.now_ms().to_be_bytes()[..])?;
+        }
+        wtx.commit()?;
+        if let Some(w) = self.wal.borrow_mut().as_mut() {
+            w.checkpointed()?;
+        }
+        Ok(())
     }
 
     fn expired_leases(&self) -> Vec<i64> {
@@ -1114,13 +1183,16 @@ impl Writer {
         };
         let mut replies = Vec::with_capacity(reqs.len());
         let outcome: Result<()> = (|| {
+            // Durability comes from the write-ahead log: redb commits without syncing, after the
+            // batch's changes are synced to the log.
             let mut wtx = sh.db.begin_write()?;
-            wtx.set_durability(Durability::Immediate).map_err(|e| StoreError::Storage(e.to_string()))?;
+            wtx.set_durability(Durability::None).map_err(|e| StoreError::Storage(e.to_string()))?;
+            let log: Log = Default::default();
             {
-                let mut revs = wtx.open_table(REVS)?;
-                let mut leases = wtx.open_table(LEASES)?;
-                let mut deks = wtx.open_table(DEKS)?;
-                let mut meta = wtx.open_table(META)?;
+                let mut revs = Logged::new(wtx.open_table(REVS)?, log.clone(), TableId::Revs);
+                let mut leases = Logged::new(wtx.open_table(LEASES)?, log.clone(), TableId::Leases);
+                let mut deks = Logged::new(wtx.open_table(DEKS)?, log.clone(), TableId::Deks);
+                let mut meta = Logged::new(wtx.open_table(META)?, log.clone(), TableId::Meta);
                 for id in expired {
                     tracing::debug!(lease = id, "lease expired");
                     // The lease may have been renewed or revoked since it was listed; only a
@@ -1158,6 +1230,10 @@ impl Writer {
                     }
                 }
             }
+            let log = log.take();
+            if !log.is_empty() {
+                self.wal.borrow_mut().as_mut().ok_or(StoreError::Closed)?.append(&log)?;
+            }
             wtx.commit()?;
             Ok(())
         })();
@@ -1175,6 +1251,11 @@ impl Writer {
                     let _ = sh.events.send(Arc::new(Batch { last_rev: current, events: std::mem::take(&mut ctx.events) }));
                 }
                 answer(self.runtime.as_ref(), replies);
+                let due = self.wal.borrow().as_ref().is_some_and(Wal::wants_checkpoint);
+                if due && let Err(e) = self.checkpoint() {
+                    tracing::error!(error = %e, "checkpoint failed; the store now refuses writes until restarted");
+                    sh.failed.store(true, Ordering::Release);
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the store now refuses writes until restarted");
@@ -1190,10 +1271,10 @@ impl Writer {
     fn apply(
         &self,
         ctx: &mut BatchCtx,
-        revs: &mut Table<(u64, u32), &'static [u8]>,
-        leases: &mut Table<i64, &'static [u8]>,
-        deks: &mut Table<u32, &'static [u8]>,
-        meta: &mut Table<&'static str, &'static [u8]>,
+        revs: &mut Logged<(u64, u32), &'static [u8]>,
+        leases: &mut Logged<i64, &'static [u8]>,
+        deks: &mut Logged<u32, &'static [u8]>,
+        meta: &mut Logged<&'static str, &'static [u8]>,
         op: WriteOp,
     ) -> Result<WriteOut> {
         let sh = &self.shared;
@@ -1248,8 +1329,8 @@ impl Writer {
                 }
                 let gone = sh.index.read().compactable(rev);
                 for r in &gone {
-                    if let Some(v) = revs.remove((r.main as u64, r.sub))? {
-                        ctx.live_delta -= v.value().len() as i64;
+                    if let Some(n) = revs.remove((r.main as u64, r.sub))? {
+                        ctx.live_delta -= n as i64;
                     }
                 }
                 meta.insert(disk::META_COMPACTED, &(rev as u64).to_be_bytes()[..])?;
@@ -1320,8 +1401,8 @@ impl Writer {
     fn rotate(
         &self,
         ctx: &mut BatchCtx,
-        deks: &mut Table<u32, &'static [u8]>,
-        meta: &mut Table<&'static str, &'static [u8]>,
+        deks: &mut Logged<u32, &'static [u8]>,
+        meta: &mut Logged<&'static str, &'static [u8]>,
     ) -> Result<u32> {
         let sh = &self.shared;
         let id = deks.last()?.map_or(0, |(k, _)| k.value()) + 1;
@@ -1336,7 +1417,7 @@ impl Writer {
         Ok(id)
     }
 
-    fn reseal(&self, revs: &mut Table<(u64, u32), &'static [u8]>, deks: &mut Table<u32, &'static [u8]>, list: &[Rev]) -> Result<u64> {
+    fn reseal(&self, revs: &mut Logged<(u64, u32), &'static [u8]>, deks: &mut Logged<u32, &'static [u8]>, list: &[Rev]) -> Result<u64> {
         let sh = &self.shared;
         let mut n = 0;
         for &rev in list {
@@ -1375,8 +1456,8 @@ impl Writer {
         Ok(n)
     }
 
-    fn fetch_pending(&self, revs: &Table<(u64, u32), &'static [u8]>, key: &Bytes, rev: Rev) -> Result<Bytes> {
-        self.shared.fetch_value(revs, key, rev, i64::MAX)
+    fn fetch_pending(&self, revs: &Logged<(u64, u32), &'static [u8]>, key: &Bytes, rev: Rev) -> Result<Bytes> {
+        self.shared.fetch_value(&revs.table, key, rev, i64::MAX)
     }
 
     fn check_put_state(&self, req: &PutRequest, cur: Option<Live>) -> Result<()> {
@@ -1393,7 +1474,7 @@ impl Writer {
     fn undo_on_error<T>(
         &self,
         ctx: &mut BatchCtx,
-        revs: &mut Table<(u64, u32), &'static [u8]>,
+        revs: &mut Logged<(u64, u32), &'static [u8]>,
         mark: &Mark,
         slot: &RevSlot,
         r: Result<T>,
@@ -1455,7 +1536,7 @@ impl Writer {
     fn write_record(
         &self,
         ctx: &mut BatchCtx,
-        revs: &mut Table<(u64, u32), &'static [u8]>,
+        revs: &mut Logged<(u64, u32), &'static [u8]>,
         slot: &mut RevSlot,
         key: &Bytes,
         entry: Entry,
@@ -1476,7 +1557,7 @@ impl Writer {
     fn put(
         &self,
         ctx: &mut BatchCtx,
-        revs: &mut Table<(u64, u32), &'static [u8]>,
+        revs: &mut Logged<(u64, u32), &'static [u8]>,
         slot: &mut RevSlot,
         req: &PutRequest,
         cur: Option<Live>,
@@ -1522,7 +1603,7 @@ impl Writer {
     fn delete(
         &self,
         ctx: &mut BatchCtx,
-        revs: &mut Table<(u64, u32), &'static [u8]>,
+        revs: &mut Logged<(u64, u32), &'static [u8]>,
         slot: &mut RevSlot,
         req: &DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse> {
@@ -1545,7 +1626,7 @@ impl Writer {
     fn delete_key(
         &self,
         ctx: &mut BatchCtx,
-        revs: &mut Table<(u64, u32), &'static [u8]>,
+        revs: &mut Logged<(u64, u32), &'static [u8]>,
         slot: &mut RevSlot,
         key: &Bytes,
         live: Live,
@@ -1571,7 +1652,7 @@ impl Writer {
     fn txn(
         &self,
         ctx: &mut BatchCtx,
-        revs: &mut Table<(u64, u32), &'static [u8]>,
+        revs: &mut Logged<(u64, u32), &'static [u8]>,
         slot: &mut RevSlot,
         req: &TxnRequest,
         path: &[bool],
@@ -1603,10 +1684,10 @@ impl Writer {
     fn revoke(
         &self,
         ctx: &mut BatchCtx,
-        revs: &mut Table<(u64, u32), &'static [u8]>,
-        leases: &mut Table<i64, &'static [u8]>,
-        _deks: &mut Table<u32, &'static [u8]>,
-        _meta: &mut Table<&'static str, &'static [u8]>,
+        revs: &mut Logged<(u64, u32), &'static [u8]>,
+        leases: &mut Logged<i64, &'static [u8]>,
+        _deks: &mut Logged<u32, &'static [u8]>,
+        _meta: &mut Logged<&'static str, &'static [u8]>,
         id: i64,
     ) -> Result<()> {
         let keys = {

@@ -12,6 +12,7 @@ mod error;
 mod index;
 mod seal;
 mod types;
+mod wal;
 mod watch;
 
 pub use backend::{KvBackend, WatchStream};
