@@ -58,6 +58,18 @@ pub struct EtcdBench {
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
+    /// Runtime threads of the load tool (1 = a current-thread runtime, the cheapest per request)
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+impl BenchCommand {
+    /// Runtime threads the load tool asks for.
+    pub fn threads(&self) -> usize {
+        match self {
+            BenchCommand::Etcd(b) => b.threads,
+        }
+    }
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {

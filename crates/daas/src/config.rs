@@ -42,6 +42,13 @@ pub struct ServerSettings {
     /// Interval of watch progress notifications, e.g. 10m, 30s [default: 10m]
     #[arg(long, env = "DAAS_WATCH_PROGRESS_INTERVAL")]
     pub watch_progress_interval: Option<String>,
+    /// Threads serving requests: 1 runs a current-thread runtime (cheapest per request on small
+    /// machines), more a work-stealing pool [default: 1]
+    #[arg(long, env = "DAAS_RUNTIME_THREADS")]
+    pub runtime_threads: Option<String>,
+    /// Size of a write-ahead log segment in bytes; redb is checkpointed as each fills [default: 16777216]
+    #[arg(long, env = "DAAS_WAL_SEGMENT_BYTES")]
+    pub wal_segment_bytes: Option<String>,
     /// DANGER: store values in the clear (for measuring what sealing costs; never in production)
     #[arg(long, env = "DAAS_DANGER_UNSEALED_STORAGE", num_args = 0..=1, default_missing_value = "true")]
     pub danger_unsealed_storage: Option<bool>,
@@ -64,6 +71,8 @@ impl ServerSettings {
             max_txn_ops,
             dek_rotate_after,
             watch_progress_interval,
+            runtime_threads,
+            wal_segment_bytes,
             danger_unsealed_storage
         )
     }
@@ -80,6 +89,8 @@ pub struct ServerConfig {
     pub max_txn_ops: usize,
     pub dek_rotate_after: u64,
     pub watch_progress_interval: Duration,
+    pub runtime_threads: usize,
+    pub wal_segment_bytes: u64,
     pub danger_unsealed_storage: bool,
 }
 
@@ -204,6 +215,8 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
             Duration::from_secs(600)
         }),
     };
+    let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
+    let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
     let kek_file = s.kek_file.as_deref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("kek.key"));
     if !errors.is_empty() {
         return Err(errors);
@@ -217,6 +230,8 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         max_txn_ops,
         dek_rotate_after,
         watch_progress_interval,
+        runtime_threads,
+        wal_segment_bytes,
         danger_unsealed_storage: s.danger_unsealed_storage.unwrap_or(false),
     })
 }

@@ -20,6 +20,7 @@ fn open_store(cfg: &ServerConfig) -> anyhow::Result<Store> {
     sc.max_request_bytes = cfg.max_request_bytes;
     sc.max_txn_ops = cfg.max_txn_ops;
     sc.rotate_after_writes = cfg.dek_rotate_after;
+    sc.wal_segment_bytes = cfg.wal_segment_bytes;
     sc.sealing = !cfg.danger_unsealed_storage;
     if cfg.danger_unsealed_storage {
         tracing::warn!("DANGER: --danger-unsealed-storage is set: values are written to disk IN THE CLEAR (benchmark mode)");
