@@ -83,6 +83,11 @@ impl Server {
     /// Starts a server on `data_dir` (created if missing), which the caller keeps alive; use
     /// this to restart a server on the same data.
     pub fn start_in(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// Like [`Server::start_in`], with extra `daas server` flags.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         // Fail with the install hint before anything else happens.
         etcdctl_path();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_daas"));
@@ -96,6 +101,7 @@ impl Server {
         // so parallel tests never race for a port.
         cmd.args(["server", "--etcd-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
