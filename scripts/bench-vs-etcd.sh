@@ -53,19 +53,24 @@ load() { # endpoint op clients conns total
     --key-size 8 --val-size 256 --key-space 10000 --timeout 300
 }
 
-suite() { # name endpoint -> appends rows to $WORK/results (each load REPEAT times)
+suite() { # name endpoint -> appends one run of every load to $WORK/results
   local name=$1 ep=$2
-  for _ in $(seq 1 "$REPEAT"); do {
+  load "$ep" put 100 10 3000 >/dev/null # warm-up after the fresh start, not recorded
+  {
     echo "$name put-100 $(load "$ep" put 100 10 $PUTS)"
     echo "$name put-1 $(load "$ep" put 1 1 $SEQ)"
     echo "$name range-100 $(load "$ep" range 100 10 $RANGES)"
     echo "$name txn-100 $(load "$ep" txn 100 10 $TXNS)"
-  } >>"$WORK/results"; done
+  } >>"$WORK/results"
 }
 
-start_etcd;  suite etcd http://127.0.0.1:23799;  stop_all
-start_daas;  suite daas http://127.0.0.1:23790;  stop_all
-start_daas --danger-unsealed-storage; suite daas-unsealed http://127.0.0.1:23790; stop_all
+# The three servers take turns within each repetition, so drift in the machine's load spreads
+# over all of them instead of landing on whichever ran last.
+for _ in $(seq 1 "$REPEAT"); do
+  start_etcd;  suite etcd http://127.0.0.1:23799;  stop_all
+  start_daas;  suite daas http://127.0.0.1:23790;  stop_all
+  start_daas --danger-unsealed-storage; suite daas-unsealed http://127.0.0.1:23790; stop_all
+done
 
 python3 - "$WORK/results" "$(nproc)" "$REPEAT" <<'PY'
 import json, sys, datetime, statistics

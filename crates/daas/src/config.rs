@@ -31,23 +31,23 @@ pub struct ServerSettings {
     #[arg(long, env = "DAAS_KEK_FILE")]
     pub kek_file: Option<String>,
     /// Largest request accepted, in bytes [default: 1572864, as etcd]
-    #[arg(long, env = "DAAS_MAX_REQUEST_BYTES")]
+    #[arg(long, env = "DAAS_MAX_REQUEST_BYTES", allow_hyphen_values = true)]
     pub max_request_bytes: Option<String>,
     /// Most operations per txn branch [default: 128, as etcd]
-    #[arg(long, env = "DAAS_MAX_TXN_OPS")]
+    #[arg(long, env = "DAAS_MAX_TXN_OPS", allow_hyphen_values = true)]
     pub max_txn_ops: Option<String>,
     /// Rotate the data key after this many values sealed under it [default: 1073741824]
-    #[arg(long, env = "DAAS_DEK_ROTATE_AFTER")]
+    #[arg(long, env = "DAAS_DEK_ROTATE_AFTER", allow_hyphen_values = true)]
     pub dek_rotate_after: Option<String>,
     /// Interval of watch progress notifications, e.g. 10m, 30s [default: 10m]
-    #[arg(long, env = "DAAS_WATCH_PROGRESS_INTERVAL")]
+    #[arg(long, env = "DAAS_WATCH_PROGRESS_INTERVAL", allow_hyphen_values = true)]
     pub watch_progress_interval: Option<String>,
     /// Threads serving requests: 1 runs a current-thread runtime (cheapest per request on small
     /// machines), more a work-stealing pool [default: 1]
-    #[arg(long, env = "DAAS_RUNTIME_THREADS")]
+    #[arg(long, env = "DAAS_RUNTIME_THREADS", allow_hyphen_values = true)]
     pub runtime_threads: Option<String>,
     /// Size of a write-ahead log segment in bytes; redb is checkpointed as each fills [default: 16777216]
-    #[arg(long, env = "DAAS_WAL_SEGMENT_BYTES")]
+    #[arg(long, env = "DAAS_WAL_SEGMENT_BYTES", allow_hyphen_values = true)]
     pub wal_segment_bytes: Option<String>,
     /// DANGER: store values in the clear (for measuring what sealing costs; never in production)
     #[arg(long, env = "DAAS_DANGER_UNSEALED_STORAGE", num_args = 0..=1, default_missing_value = "true")]

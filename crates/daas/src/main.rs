@@ -82,6 +82,7 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
     if let Err(e) = init_logging(cli.log_format, &cli.log_level) {
         eprintln!("daas: invalid setting:\n  {e}");
         return ExitCode::from(2);
@@ -118,7 +119,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("daas: {e:#}");
+            // A plain line for a person; with `--log-format json`, a JSON record like every other.
+            match log_format {
+                LogFormat::Text => eprintln!("daas: {e:#}"),
+                LogFormat::Json => tracing::error!(error = format!("{e:#}"), "daas stopped on an error"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -28,22 +28,19 @@ fn open_store(cfg: &ServerConfig) -> anyhow::Result<Store> {
     Ok(Store::open(sc, provider)?)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal that arrives right after startup is not lost.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {},
             _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -54,7 +51,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     ecfg.tls = cfg.etcd_tls.clone();
     ecfg.max_request_bytes = cfg.max_request_bytes;
     ecfg.progress_interval = cfg.watch_progress_interval;
-    let (addr, serving) = daas_etcd::serve(store.clone(), ecfg, shutdown_signal()).await?;
+    let (addr, serving) = daas_etcd::serve(store.clone(), ecfg, shutdown_signal()?).await?;
     if !addr.ip().is_loopback() && cfg.etcd_tls.is_none() {
         tracing::warn!(%addr, "the etcd API listens beyond loopback without TLS");
     }

@@ -21,7 +21,9 @@ const CLIENTS: usize = 48;
 const ROUNDS: usize = 4;
 
 fn put_op(key: String, value: String) -> pb::RequestOp {
-    pb::RequestOp { request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key: key.into(), value: value.into(), ..Default::default() })) }
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key: key.into(), value: value.into(), ..Default::default() })),
+    }
 }
 
 /// A tiny deterministic generator so rounds kill at different moments without a rand dependency.
@@ -35,7 +37,11 @@ async fn all_keys(s: &Server, prefix: &str) -> Vec<(String, String)> {
     let mut kv = s.kv().await;
     let mut end = prefix.as_bytes().to_vec();
     *end.last_mut().expect("non-empty prefix") += 1;
-    let r = kv.range(pb::RangeRequest { key: Bytes::from(prefix.to_string()), range_end: end.into(), ..Default::default() }).await.expect("range").into_inner();
+    let r = kv
+        .range(pb::RangeRequest { key: Bytes::from(prefix.to_string()), range_end: end.into(), ..Default::default() })
+        .await
+        .expect("range")
+        .into_inner();
     r.kvs.into_iter().map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), String::from_utf8_lossy(&kv.value).into_owned())).collect()
 }
 
@@ -50,17 +56,19 @@ async fn crash_rounds(extra: &[&str]) {
 
     // A lease with a key, granted before the first crash, must survive every crash.
     let lease_id = {
-        let server = Server::start_with(dir.path(), extra);
+        let server = Server::start_in_with(dir.path(), extra);
         let mut lease = pb::lease_client::LeaseClient::new(server.channel().await);
         let id = lease.lease_grant(pb::LeaseGrantRequest { ttl: 3600, id: 0 }).await.expect("grant").into_inner().id;
         let mut kv = server.kv().await;
-        kv.put(pb::PutRequest { key: "crash/leased".into(), value: "x".into(), lease: id, ..Default::default() }).await.expect("put with lease");
+        kv.put(pb::PutRequest { key: "crash/leased".into(), value: "x".into(), lease: id, ..Default::default() })
+            .await
+            .expect("put with lease");
         server.crash();
         id
     };
 
     for round in 0..ROUNDS {
-        let server = Server::start_with(dir.path(), extra);
+        let server = Server::start_in_with(dir.path(), extra);
         let channel = server.channel().await;
         let acked = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
@@ -71,7 +79,11 @@ async fn crash_rounds(extra: &[&str]) {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let v = format!("v{i}");
-                    let txn = pb::TxnRequest { compare: vec![], success: vec![put_op(format!("crash/a/{i:08}"), v.clone()), put_op(format!("crash/b/{i:08}"), v)], failure: vec![] };
+                    let txn = pb::TxnRequest {
+                        compare: vec![],
+                        success: vec![put_op(format!("crash/a/{i:08}"), v.clone()), put_op(format!("crash/b/{i:08}"), v)],
+                        failure: vec![],
+                    };
                     match kv.txn(txn).await {
                         Ok(_) => acked.lock().expect("not poisoned").push(i),
                         Err(_) => return,
@@ -89,7 +101,7 @@ async fn crash_rounds(extra: &[&str]) {
         acked_total.extend(acked_now);
 
         // Reopen and check.
-        let server = Server::start_with(dir.path(), extra);
+        let server = Server::start_in_with(dir.path(), extra);
         let a = all_keys(&server, "crash/a/").await;
         let b = all_keys(&server, "crash/b/").await;
         let (a_ids, b_ids) = (ids(&a, "crash/a/"), ids(&b, "crash/b/"));

@@ -36,8 +36,21 @@ impl<B: KvBackend> Face<B> {
     /// etcd measures the request wrapped in its raft envelope; we add that envelope's size so
     /// the boundary falls on the same byte.
     pub fn check_size(&self, m: &impl prost::Message) -> Result<(), Status> {
+        self.check_grpc_size(m)?;
         if m.encoded_len() + RAFT_ENVELOPE_BYTES > self.config.max_request_bytes {
             return Err(to_status(StoreError::RequestTooLarge));
+        }
+        Ok(())
+    }
+}
+
+impl<B: KvBackend> Face<B> {
+    /// Refuses a message over the gRPC limit (`max_request_bytes` + 512 KiB) with the status and
+    /// wording grpc-go gives for etcd.
+    pub fn check_grpc_size(&self, m: &impl prost::Message) -> Result<(), Status> {
+        let (len, limit) = (m.encoded_len(), self.config.max_request_bytes + crate::GRPC_OVERHEAD_BYTES);
+        if len > limit {
+            return Err(Status::resource_exhausted(format!("grpc: received message larger than max ({len} vs. {limit})")));
         }
         Ok(())
     }
@@ -46,7 +59,9 @@ impl<B: KvBackend> Face<B> {
 #[tonic::async_trait]
 impl<B: KvBackend> pb::kv_server::Kv for Face<B> {
     async fn range(&self, req: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
-        let r = self.backend.range(convert::range_request(req.into_inner())).await.map_err(to_status)?;
+        let req = req.into_inner();
+        self.check_grpc_size(&req)?;
+        let r = self.backend.range(convert::range_request(req)).await.map_err(to_status)?;
         let h = self.header(r.revision);
         Ok(Response::new(convert::range_response(r, h)))
     }
@@ -60,7 +75,9 @@ impl<B: KvBackend> pb::kv_server::Kv for Face<B> {
     }
 
     async fn delete_range(&self, req: Request<pb::DeleteRangeRequest>) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let r = self.backend.delete_range(convert::delete_request(req.into_inner())).await.map_err(to_status)?;
+        let req = req.into_inner();
+        self.check_grpc_size(&req)?;
+        let r = self.backend.delete_range(convert::delete_request(req)).await.map_err(to_status)?;
         let h = self.header(r.revision);
         Ok(Response::new(convert::delete_response(r, h)))
     }

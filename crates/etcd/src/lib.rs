@@ -10,6 +10,7 @@ mod kv;
 mod lease;
 mod maintenance;
 pub mod status;
+mod unsupported;
 mod watch;
 
 use std::net::SocketAddr;
@@ -34,7 +35,8 @@ pub mod pb {
 /// The version reported by Maintenance.Status: the etcd API level this face implements.
 pub const API_VERSION: &str = "3.4.0";
 
-/// gRPC framing allowance above the largest request, as etcd grants (512 KiB).
+/// gRPC framing allowance above the largest request, as etcd grants (512 KiB); a message over
+/// `max_request_bytes` plus this is refused as RESOURCE_EXHAUSTED, as grpc-go refuses it for etcd.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// TLS material for the etcd listener.
@@ -79,13 +81,13 @@ impl EtcdConfig {
 /// Errors starting the listener.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("reading TLS file {path}: {source}")]
+    #[error("reading TLS file {path}")]
     TlsFile { path: PathBuf, source: std::io::Error },
-    #[error("etcd listener: {0}")]
+    #[error("etcd listener")]
     Transport(#[from] tonic::transport::Error),
     #[error("reading store status: {0}")]
     Backend(String),
-    #[error("binding {addr}: {source}")]
+    #[error("binding {addr}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
@@ -102,7 +104,8 @@ pub async fn serve<B: KvBackend>(
 ) -> Result<(SocketAddr, impl std::future::Future<Output = Result<(), ServeError>>), ServeError> {
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let local = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
-    let mut builder = Server::builder().tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(30)));
+    let mut builder =
+        Server::builder().tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(30))).layer(unsupported::ExplainLayer);
     if let Some(tls) = &config.tls {
         let mut t = ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
         if let Some(ca) = &tls.client_ca {
@@ -121,7 +124,9 @@ pub async fn serve<B: KvBackend>(
     use pb::maintenance_server::MaintenanceServer;
     use pb::watch_server::WatchServer;
     let router = builder
-        .add_service(KvServer::new(face.clone()).max_decoding_message_size(max))
+        // KV requests may be larger than the gRPC limit up to a hard cap, so that the handler can
+        // refuse them with etcd's RESOURCE_EXHAUSTED rather than tonic's decoder error.
+        .add_service(KvServer::new(face.clone()).max_decoding_message_size(4 * max))
         .add_service(WatchServer::new(face.clone()).max_decoding_message_size(max))
         .add_service(LeaseServer::new(face.clone()).max_decoding_message_size(max))
         .add_service(MaintenanceServer::new(face.clone()).max_decoding_message_size(max))

@@ -43,22 +43,27 @@ async fn control<B: KvBackend>(face: Face<B>, mut input: Streaming<pb::WatchRequ
         watches.retain(|_, r| !r.task.is_finished());
         match msg.request_union {
             Some(U::CreateRequest(c)) => {
-                // Watch id 0 asks the server to pick one, as etcd's AutoWatchID does.
+                // As in etcd, the range is checked before an id is handed out.
+                let span = KeySpan::new(c.key.clone(), c.range_end.clone());
+                if span.is_empty() {
+                    let _ = tx.send(Ok(refused(&face, -1, "mvcc: watcher range is empty"))).await;
+                    continue;
+                }
+                // Watch id 0 asks the server to pick one, as etcd's AutoWatchID does. Automatic ids
+                // only grow, so an id is never reused on a stream.
                 let id = if c.watch_id != 0 {
                     c.watch_id
                 } else {
                     while watches.contains_key(&next_id) {
                         next_id += 1;
                     }
-                    next_id
+                    next_id += 1;
+                    next_id - 1
                 };
                 if watches.contains_key(&id) {
-                    let _ = tx.send(Ok(refused(&face, id, "mvcc: duplicate watch ID provided on the WatchStream"))).await;
-                    continue;
-                }
-                let span = KeySpan::new(c.key.clone(), c.range_end.clone());
-                if span.is_empty() {
-                    let _ = tx.send(Ok(refused(&face, -1, "mvcc: watcher range is empty"))).await;
+                    // The refusal carries -1, not the id: a client must not read it as the
+                    // cancellation of its live watch with that id.
+                    let _ = tx.send(Ok(refused(&face, -1, "mvcc: duplicate watch ID provided on the WatchStream"))).await;
                     continue;
                 }
                 use pb::watch_create_request::FilterType;

@@ -2,6 +2,9 @@
 //! test starts itself. Start with [`Server::start`]; [`Server::etcdctl`] runs the real
 //! `etcdctl` (3.4, `ETCDCTL_API=3`) against it and [`Server::spawn_etcdctl`] starts a
 //! long-running one (`watch`, `lease keep-alive`) as a [`Running`] child.
+//! [`Server::start_with`] adds flags; [`daas_command`], [`Server::start_command`] and
+//! [`run_command`] run the binary with any arguments and environment; [`etcdctl_at`] runs
+//! etcdctl against endpoints of the test's choosing (such as `https://…`).
 //!
 //! Every child process is bounded in time: commands are killed after [`COMMAND_TIMEOUT`], the
 //! server must announce itself within [`STARTUP_TIMEOUT`], and dropping a [`Server`] or a
@@ -25,7 +28,9 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one ordinary `etcdctl` command may run before it is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
-const READY_PREFIX: &str = "daas: etcd API on http://";
+/// The start of the line the server prints once it listens; `http://ADDR` or `https://ADDR`
+/// follows.
+const READY_PREFIX: &str = "daas: etcd API on ";
 
 /// A scratch directory. Prefers `/dev/shm`, where fsync costs nothing; `DAAS_TEST_TMPDIR`
 /// overrides the location.
@@ -64,8 +69,11 @@ pub fn etcdctl_path() -> &'static Path {
 pub struct Server {
     child: Child,
     addr: String,
+    /// `http` or `https`, as announced.
+    scheme: String,
     data_dir: PathBuf,
     stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<JoinHandle<()>>,
     // Declared last so that it is removed after the process is gone (fields drop after
     // `Drop::drop` has killed the child).
     _owned_dir: Option<TempDir>,
@@ -83,47 +91,64 @@ impl Server {
     /// Starts a server on `data_dir` (created if missing), which the caller keeps alive; use
     /// this to restart a server on the same data.
     pub fn start_in(data_dir: &Path) -> Server {
-        Server::start_with(data_dir, &[])
+        Server::start_in_with(data_dir, &[])
     }
 
-    /// Like [`Server::start_in`], with extra `daas server` flags.
-    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
-        // Fail with the install hint before anything else happens.
-        etcdctl_path();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_daas"));
-        // Settings from the developer's environment must not leak into the test server.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("DAAS_") {
-                cmd.env_remove(name);
-            }
-        }
+    /// Starts a server on a fresh scratch data directory with `args` added after the
+    /// harness's own (`server --etcd-listen 127.0.0.1:0 --data-dir DIR`).
+    pub fn start_with(args: &[&str]) -> Server {
+        let dir = scratch();
+        let mut s = Server::start_in_with(dir.path(), args);
+        s._owned_dir = Some(dir);
+        s
+    }
+
+    /// [`Server::start_in`] with `args` added after the harness's own.
+    pub fn start_in_with(data_dir: &Path, args: &[&str]) -> Server {
+        let mut cmd = daas_command();
         // Port 0: the server binds whatever the kernel gives it and prints the real address,
         // so parallel tests never race for a port.
-        cmd.args(["server", "--etcd-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(["server", "--etcd-listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(args);
+        Server::start_command(cmd, data_dir)
+    }
+
+    /// Starts `cmd` (normally from [`daas_command`], with every argument set) as a server
+    /// using `data_dir`, and waits for it to announce its address.
+    pub fn start_command(mut cmd: Command, data_dir: &Path) -> Server {
+        // Fail with the install hint before anything else happens.
+        etcdctl_path();
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("the daas binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        drain_into(child.stderr.take().expect("stderr is piped"), stderr.clone());
+        let stderr_reader = Some(drain_into(child.stderr.take().expect("stderr is piped"), stderr.clone()));
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix(READY_PREFIX)
+                if let Some(rest) = line.strip_prefix(READY_PREFIX)
+                    && let Some((scheme, addr)) = rest.split_once("://")
                     && let Some(tx) = tx.take()
                 {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((scheme.to_string(), addr.to_string()));
                 }
             }
         });
-        let mut server = Server { child, addr: String::new(), data_dir: data_dir.to_path_buf(), stderr, _owned_dir: None };
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            scheme: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            stderr,
+            stderr_reader,
+            _owned_dir: None,
+        };
         match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(addr) => server.addr = addr,
+            Ok((scheme, addr)) => {
+                server.scheme = scheme;
+                server.addr = addr;
+            }
             Err(e) => {
                 let _ = server.child.kill();
                 let _ = server.child.wait();
@@ -136,6 +161,16 @@ impl Server {
     /// `127.0.0.1:PORT`, the form etcdctl's `--endpoints` takes and echoes back.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// `http://ADDR` or `https://ADDR`, as the server announced it.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A gRPC channel to the server's etcd API.
@@ -178,35 +213,7 @@ impl Server {
     }
 
     fn spawn(&self, args: &[&str], stdin: Option<Vec<u8>>) -> Running {
-        let mut cmd = Command::new(etcdctl_path());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ETCDCTL_") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.env("ETCDCTL_API", "3")
-            .arg("--endpoints")
-            .arg(&self.addr)
-            .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("etcdctl starts");
-        if let Some(data) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin is piped");
-            // A writer thread: a large input must not deadlock against unread output, and a
-            // child that exits without reading (EPIPE) is not our concern here.
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(&data);
-            });
-        }
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            drain_into(child.stdout.take().expect("stdout is piped"), stdout.clone()),
-            drain_into(child.stderr.take().expect("stderr is piped"), stderr.clone()),
-        ];
-        Running { child, stdout, stderr, readers, command: format!("etcdctl {}", shell_words(args)) }
+        spawn_etcdctl_at(&self.addr, args, stdin)
     }
 
     /// Stops the server with SIGTERM, as an operator would, and waits (bounded) for it to exit.
@@ -224,6 +231,19 @@ impl Server {
         }
     }
 
+    /// [`Server::stop`], then everything the server logged, up to its last line.
+    pub fn stop_with_stderr(mut self) -> (ExitStatus, String) {
+        let reader = self.stderr_reader.take();
+        let stderr = self.stderr.clone();
+        let status = self.stop();
+        // The process is gone, so its end of the pipe is closed and the reader finishes.
+        if let Some(r) = reader {
+            let _ = r.join();
+        }
+        let text = String::from_utf8_lossy(&stderr.lock().expect("not poisoned")).into_owned();
+        (status, text)
+    }
+
     /// Kills the server with SIGKILL (a crash: nothing gets to flush).
     pub fn crash(mut self) {
         self.child.kill().expect("the server can be killed");
@@ -236,6 +256,61 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `daas` binary with every `DAAS_*` variable of the developer's environment removed, so
+/// that only the settings a test gives reach it.
+pub fn daas_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_daas"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DAAS_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// Runs `cmd` to completion, killed after `within`; `label` names it in failure messages.
+pub fn run_command(cmd: Command, label: &str, within: Duration) -> Output {
+    spawn_command(cmd, label.to_string(), None).wait_exit(within)
+}
+
+/// Runs `etcdctl --endpoints ENDPOINTS ARGS` to completion (killed after [`COMMAND_TIMEOUT`]),
+/// for endpoints a [`Server`] does not know, such as `https://…`.
+pub fn etcdctl_at(endpoints: &str, args: &[&str]) -> Output {
+    spawn_etcdctl_at(endpoints, args, None).wait_exit(COMMAND_TIMEOUT)
+}
+
+fn spawn_etcdctl_at(endpoints: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Running {
+    let mut cmd = Command::new(etcdctl_path());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ETCDCTL_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("ETCDCTL_API", "3").arg("--endpoints").arg(endpoints).args(args);
+    spawn_command(cmd, format!("etcdctl {}", shell_words(args)), stdin)
+}
+
+/// Starts `cmd` with its output collected as it arrives and `stdin` (if any) fed to it.
+fn spawn_command(mut cmd: Command, command: String, stdin: Option<Vec<u8>>) -> Running {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("`{command}` starts: {e}"));
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        // A writer thread: a large input must not deadlock against unread output, and a
+        // child that exits without reading (EPIPE) is not our concern here.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+    }
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let readers = vec![
+        drain_into(child.stdout.take().expect("stdout is piped"), stdout.clone()),
+        drain_into(child.stderr.take().expect("stderr is piped"), stderr.clone()),
+    ];
+    Running { child, stdout, stderr, readers, command }
 }
 
 /// What a finished (or killed) command printed.
