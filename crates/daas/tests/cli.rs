@@ -54,51 +54,20 @@ fn json(text: &str) -> Value {
 
 // ---- invalid settings -----------------------------------------------------------------------
 
-/// The brief's example exactly as an operator types it: a negative number as a separate word.
-/// clap takes `-3` for an unknown flag and stops at that one problem.
+/// Three invalid settings at once, with the negative number as a separate word (as an operator
+/// types it) and attached by `=`: every problem is reported, not just the first.
 #[test]
 fn several_invalid_settings_are_all_reported() {
-    let dir = scratch();
-    let data_dir = dir.path().join("data");
-    let out = daas(
-        &[
-            "server",
-            "--data-dir",
-            data_dir.to_str().expect("utf-8 path"),
-            "--etcd-listen",
-            "nowhere",
-            "--max-txn-ops",
-            "-3",
-            "--watch-progress-interval",
-            "5 parsecs",
-        ],
-        &[],
-    );
-    assert_refused(&out, &data_dir);
-    assert_three_problems(&out);
-}
-
-/// The same three problems with the negative number attached by `=`, which clap passes through:
-/// the settings check itself reports all of them together.
-#[test]
-fn several_invalid_settings_are_all_reported_with_equals() {
-    let dir = scratch();
-    let data_dir = dir.path().join("data");
-    let out = daas(
-        &[
-            "server",
-            "--data-dir",
-            data_dir.to_str().expect("utf-8 path"),
-            "--etcd-listen",
-            "nowhere",
-            "--max-txn-ops=-3",
-            "--watch-progress-interval",
-            "5 parsecs",
-        ],
-        &[],
-    );
-    assert_refused(&out, &data_dir);
-    assert_three_problems(&out);
+    for txn_ops in [&["--max-txn-ops", "-3"][..], &["--max-txn-ops=-3"]] {
+        let dir = scratch();
+        let data_dir = dir.path().join("data");
+        let mut args = vec!["server", "--data-dir", data_dir.to_str().expect("utf-8 path"), "--etcd-listen", "nowhere"];
+        args.extend_from_slice(txn_ops);
+        args.extend_from_slice(&["--watch-progress-interval", "5 parsecs"]);
+        let out = daas(&args, &[]);
+        assert_refused(&out, &data_dir);
+        assert_three_problems(&out);
+    }
 }
 
 /// The same three problems from the environment, the other way settings arrive.

@@ -160,6 +160,16 @@ struct WriteReq {
     reply: oneshot::Sender<Result<WriteOut>>,
 }
 
+/// Sends `op` to the writer and unwraps the answer of the expected kind.
+macro_rules! write_as {
+    ($store:ident, $op:expr, $kind:ident) => {
+        match $store.write($op).await? {
+            WriteOut::$kind(out) => Ok(out),
+            _ => Err(StoreError::Storage("the writer answered with the wrong kind of result".into())),
+        }
+    };
+}
+
 /// A handle to an open store. Cheap to clone; the store closes when the last handle is dropped.
 #[derive(Clone)]
 pub struct Store {
@@ -528,18 +538,12 @@ impl Store {
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
         self.check_put(&req)?;
-        match self.write(WriteOp::Put(req)).await? {
-            WriteOut::Put(r) => Ok(r),
-            _ => Err(StoreError::Storage("writer answered out of kind".into())),
-        }
+        write_as!(self, WriteOp::Put(req), Put)
     }
 
     pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         check_key(req.span.start(), &req.span)?;
-        match self.write(WriteOp::Delete(req)).await? {
-            WriteOut::Delete(r) => Ok(r),
-            _ => Err(StoreError::Storage("writer answered out of kind".into())),
-        }
+        write_as!(self, WriteOp::Delete(req), Delete)
     }
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
@@ -547,52 +551,34 @@ impl Store {
         if req.is_read_only() {
             return self.read_txn(&req);
         }
-        match self.write(WriteOp::Txn(req)).await? {
-            WriteOut::Txn(r) => Ok(r),
-            _ => Err(StoreError::Storage("writer answered out of kind".into())),
-        }
+        write_as!(self, WriteOp::Txn(req), Txn)
     }
 
     /// Removes history below `revision`. Returns the store revision.
     pub async fn compact(&self, revision: Revision) -> Result<Revision> {
-        match self.write(WriteOp::Compact(revision)).await? {
-            WriteOut::Revision(r) => Ok(r),
-            _ => Err(StoreError::Storage("writer answered out of kind".into())),
-        }
+        write_as!(self, WriteOp::Compact(revision), Revision)
     }
 
     pub async fn lease_grant(&self, id: i64, ttl: i64) -> Result<LeaseGrant> {
         if ttl > MAX_LEASE_TTL {
             return Err(StoreError::LeaseTtlTooLarge);
         }
-        match self.write(WriteOp::LeaseGrant { id, ttl }).await? {
-            WriteOut::Lease(l) => Ok(l),
-            _ => Err(StoreError::Storage("writer answered out of kind".into())),
-        }
+        write_as!(self, WriteOp::LeaseGrant { id, ttl }, Lease)
     }
 
     /// Revokes a lease, deleting its keys. Returns the store revision.
     pub async fn lease_revoke(&self, id: i64) -> Result<Revision> {
-        match self.write(WriteOp::LeaseRevoke(id)).await? {
-            WriteOut::Revision(r) => Ok(r),
-            _ => Err(StoreError::Storage("writer answered out of kind".into())),
-        }
+        write_as!(self, WriteOp::LeaseRevoke(id), Revision)
     }
 
     /// Renews a lease; returns its TTL.
     pub async fn lease_keep_alive(&self, id: i64) -> Result<i64> {
-        match self.write(WriteOp::LeaseKeepAlive(id)).await? {
-            WriteOut::Ttl(t) => Ok(t),
-            _ => Err(StoreError::Storage("writer answered out of kind".into())),
-        }
+        write_as!(self, WriteOp::LeaseKeepAlive(id), Ttl)
     }
 
     /// Starts a new data key for new writes; old values stay readable. Returns its id.
     pub async fn rotate_dek(&self) -> Result<u32> {
-        match self.write(WriteOp::RotateDek).await? {
-            WriteOut::Count(id) => Ok(id as u32),
-            _ => Err(StoreError::Storage("writer answered out of kind".into())),
-        }
+        write_as!(self, WriteOp::RotateDek, Count).map(|id| id as u32)
     }
 
     /// Re-seals every retained value under the active data key, then forgets data keys nothing
@@ -635,10 +621,7 @@ impl Store {
     /// Wraps every data key under `provider` instead of the current one. After this returns,
     /// the store must be reopened with `provider`.
     pub async fn rewrap(&self, provider: Arc<dyn KeyProvider>) -> Result<u64> {
-        match self.write(WriteOp::Rewrap(provider)).await? {
-            WriteOut::Count(n) => Ok(n),
-            _ => Err(StoreError::Storage("writer answered out of kind".into())),
-        }
+        write_as!(self, WriteOp::Rewrap(provider), Count)
     }
 
     fn check_put(&self, req: &PutRequest) -> Result<()> {
