@@ -10,7 +10,9 @@ use crate::config::ServerConfig;
 
 /// Opens the store the configuration names, creating data dir and key file on first start.
 fn open_store(cfg: &ServerConfig) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let provider: Arc<dyn KeyProvider> = Arc::new(KeyFileProvider::open_or_create(&cfg.kek_file)?);
     tracing::warn!(
         kek_file = %cfg.kek_file.display(),

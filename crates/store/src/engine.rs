@@ -225,7 +225,13 @@ impl Store {
 
     /// [`Store::open`] with an explicit clock (tests).
     pub fn open_with_clock(config: StoreConfig, provider: Arc<dyn KeyProvider>, clock: Arc<dyn Clock>) -> Result<Store> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        // Owner-only: values are sealed, but key names and metadata are stored in the clear.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(&config.data_dir)?;
+        if let Ok(meta) = std::fs::metadata(&config.data_dir)
+            && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0
+        {
+            tracing::warn!(dir = %config.data_dir.display(), "the data directory is accessible to other users; key names in it are not encrypted (chmod 700)");
+        }
         let path = config.data_dir.join("data.redb");
         let db = Database::builder()
             .set_cache_size(config.cache_bytes)
@@ -405,6 +411,7 @@ impl Store {
             runtime: tokio::runtime::Handle::try_current().ok(),
             persisted_writes: persisted_writes.into(),
             wal: Some(wal).into(),
+            last_expiry_check: std::time::Instant::now().into(),
         };
         let thread = std::thread::Builder::new().name("daas-store-writer".into()).spawn(move || w.run())?;
         let guard = Arc::new(WriterGuard { stop: tx.clone(), thread: Mutex::new(Some(thread)) });
@@ -1030,6 +1037,7 @@ struct Writer {
     persisted_writes: std::cell::Cell<u64>,
     /// The write-ahead log; `None` once closed at shutdown.
     wal: std::cell::RefCell<Option<Wal>>,
+    last_expiry_check: std::cell::Cell<std::time::Instant>,
 }
 
 /// How many values the active DEK seals between two writes of its counter.
@@ -1100,7 +1108,13 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let expired = self.expired_leases();
+            // Expiry scans every lease: at most every 100 ms, however busy the writer is.
+            let expired = if self.last_expiry_check.get().elapsed() >= Duration::from_millis(100) {
+                self.last_expiry_check.set(std::time::Instant::now());
+                self.expired_leases()
+            } else {
+                Vec::new()
+            };
             if reqs.is_empty() && expired.is_empty() {
                 continue;
             }
