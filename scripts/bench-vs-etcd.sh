@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
-if ((QUICK)); then PUTS=5000; RANGES=20000; TXNS=5000; SEQ=300; REPEAT=1; else PUTS=40000; RANGES=100000; TXNS=40000; SEQ=2000; REPEAT=3; fi
+if ((QUICK)); then PUTS=5000; RANGES=20000; TXNS=5000; SEQ=300; REPEAT=1; else PUTS=40000; RANGES=100000; TXNS=40000; SEQ=2000; REPEAT=5; fi
 
 if ! command -v etcd >/dev/null; then
   echo "installing etcd-server (Debian) for the reference run" >&2
