@@ -383,3 +383,45 @@ async fn unimplemented_rpcs_say_what_is_missing() {
         assert!(st.message().contains(name), "{path}: the message does not name what is unsupported: {st:?}");
     }
 }
+
+/// A watch created "from now" starts right after the revision its created response reports,
+/// even while writes pour in: clients resume from that revision, so a watch that started later
+/// would silently skip events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_watch_starts_right_after_its_created_revision() {
+    let server = Server::start();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let (mut kv, stop) = (server.kv().await, stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                put(&mut kv, "hot", &i.to_string()).await;
+            }
+        }));
+    }
+    let mut w = WatchStream::open(&server).await;
+    for n in 0..60 {
+        w.create(watch_key("hot")).await;
+        let created = w.next("created").await;
+        assert!(created.created, "{created:?}");
+        // Every revision writes "hot", so the first event must be the very next revision.
+        let first = w.next("first event").await;
+        let rev = first.events.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision);
+        assert_eq!(rev, Some(revision_of(&created) + 1), "watch {n}: created at {} but first event {first:?}", revision_of(&created));
+        w.cancel(created.watch_id).await;
+        // Skip what is still in flight for the canceled watch, up to its cancel confirmation.
+        loop {
+            let r = w.next("cancel confirmation").await;
+            if r.canceled && r.watch_id == created.watch_id {
+                break;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in writers {
+        t.await.expect("writer");
+    }
+}

@@ -67,19 +67,19 @@ async fn control<B: KvBackend>(face: Face<B>, mut input: Streaming<pb::WatchRequ
                     continue;
                 }
                 use pb::watch_create_request::FilterType;
+                // One revision for both the created header and the watch's start, as etcd does:
+                // clients resume a watch from the created header's revision, so a watch that
+                // started later than the header says would skip events.
+                let current = face.backend.current_revision();
+                let start_revision = if c.start_revision > 0 { c.start_revision } else { current + 1 };
                 let req = WatchRequest {
                     span,
-                    start_revision: c.start_revision,
+                    start_revision,
                     prev_kv: c.prev_kv,
                     no_put: c.filters.contains(&(FilterType::Noput as i32)),
                     no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
                 };
-                let created = pb::WatchResponse {
-                    header: face.header(face.backend.current_revision()),
-                    watch_id: id,
-                    created: true,
-                    ..Default::default()
-                };
+                let created = pb::WatchResponse { header: face.header(current), watch_id: id, created: true, ..Default::default() };
                 match face.backend.watch(req).await {
                     Ok(w) => {
                         if tx.send(Ok(created)).await.is_err() {

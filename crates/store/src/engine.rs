@@ -76,8 +76,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Milliseconds on the monotonic clock (since this process first asked): a wall-clock step
+    /// (NTP, an operator) must not expire every lease at once.
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        i64::try_from(START.get_or_init(std::time::Instant::now).elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 }
 
@@ -251,6 +254,15 @@ impl Store {
                 let mut meta = wtx.open_table(META)?;
                 wal::replay(&wal_dir, |payload| {
                     for c in wal::changes(payload)? {
+                        let key_ok = match c.table {
+                            TableId::Revs => c.key.len() == 12,
+                            TableId::Leases => c.key.len() == 8,
+                            TableId::Deks => c.key.len() == 4,
+                            TableId::Meta => std::str::from_utf8(c.key).is_ok(),
+                        };
+                        if !key_ok {
+                            return Err(StoreError::Storage("a write-ahead log frame holds a malformed key".into()));
+                        }
                         match (c.table, c.delete) {
                             (TableId::Revs, false) => drop(revs.insert(<(u64, u32)>::from_bytes(c.key), c.value)?),
                             (TableId::Revs, true) => drop(revs.remove(<(u64, u32)>::from_bytes(c.key))?),
@@ -368,7 +380,11 @@ impl Store {
             let lt = rtx.open_table(LEASES)?;
             for item in lt.iter()? {
                 let (id, v) = item?;
-                if let Some((ttl, expiry_ms)) = disk::decode_lease(v.value()) {
+                // As etcd does when a member takes over, every lease starts a full TTL again: a
+                // restart is no reason for all leases to lapse at once. Leases still expire if
+                // nobody keeps them alive.
+                if let Some((ttl, _)) = disk::decode_lease(v.value()) {
+                    let expiry_ms = clock.now_ms().saturating_add(ttl.saturating_mul(1000));
                     leases.insert(id.value(), LeaseState { ttl, expiry_ms, keys: BTreeSet::new() });
                 }
             }
@@ -445,12 +461,19 @@ impl Store {
 
     /// Serves a range read at the committed (or a named historical) revision.
     pub fn range_now(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        retry_current(req.revision, || self.range_once(req))
+    }
+
+    fn range_once(&self, req: &RangeRequest) -> Result<RangeResponse> {
         check_key(req.span.start(), &req.span)?;
         let current = self.current_revision();
         let at = self.resolve(req.revision, current)?;
         // Select under the index lock; read and open values after releasing it, so a long range
         // does not hold up the writer. A record compacted away meanwhile reads as Compacted.
         let selection = select_range(&self.shared.index.read(), req, at);
+        // The index may have been compacted past `at` while we chose it: then the selection can
+        // miss keys. The compaction point is published before any pruning, so this catches it.
+        self.check_not_compacted(at)?;
         let rtx = self.shared.db.begin_read()?;
         let table = rtx.open_table(REVS)?;
         let mut fetch = |key: &Bytes, rev: Rev| self.shared.fetch_value(&table, key, rev, at);
@@ -671,6 +694,10 @@ impl Store {
     }
 
     fn read_txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        retry_current(0, || self.read_txn_once(req))
+    }
+
+    fn read_txn_once(&self, req: &TxnRequest) -> Result<TxnResponse> {
         let current = self.current_revision();
         let index = self.shared.index.read();
         let rtx = self.shared.db.begin_read()?;
@@ -678,8 +705,19 @@ impl Store {
         let mut fetch = |key: &Bytes, rev: Rev| self.shared.fetch_value(&table, key, rev, current);
         let path = txn_path(&index, req, current, &mut fetch)?;
         let mut resp = read_txn_ops(self, &index, req, &path, current, &mut fetch)?;
+        drop(index);
+        self.check_not_compacted(current)?;
         resp.revision = current;
         Ok(resp)
+    }
+
+    /// Fails with Compacted when history at `at` has been (or is being) compacted away.
+    fn check_not_compacted(&self, at: Revision) -> Result<()> {
+        let compacted = self.compact_revision();
+        if at < compacted {
+            return Err(StoreError::Compacted { compact_revision: compacted });
+        }
+        Ok(())
     }
 
     /// The value of `key` as of the record at `rev`, read from disk (for watchers).
@@ -699,12 +737,15 @@ impl Store {
     /// Decoded history records in `[from, to]` whose keys fall in `span`, for watch replay.
     /// Stops after about `max` events, at a revision boundary; returns the last revision read.
     pub(crate) fn history(&self, span: &KeySpan, from: Revision, to: Revision, max: usize) -> Result<(Vec<Event>, Revision)> {
+        // Snapshot first, then the compaction point: a compaction visible in the snapshot has
+        // already published its point (it does so before committing), so no record of
+        // `[from, to]` can be missing without this check seeing it.
+        let rtx = self.shared.db.begin_read()?;
+        let table = rtx.open_table(REVS)?;
         let compacted = self.compact_revision();
         if from < compacted {
             return Err(StoreError::Compacted { compact_revision: compacted });
         }
-        let rtx = self.shared.db.begin_read()?;
-        let table = rtx.open_table(REVS)?;
         let mut out = Vec::new();
         let mut last = from - 1;
         for item in table.range((from as u64, 0u32)..=(to as u64, u32::MAX))? {
@@ -734,6 +775,19 @@ impl Store {
             last = to;
         }
         Ok((out, last))
+    }
+}
+
+/// A read at the current revision (`requested <= 0`) that meets a compaction committed after it
+/// chose its revision is simply served again at the newer revision; only a read of a named past
+/// revision may answer "compacted".
+fn retry_current<T>(requested: Revision, mut read: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        match read() {
+            Err(StoreError::Compacted { .. }) if requested <= 0 && tries < 16 => tries += 1,
+            r => return r,
+        }
     }
 }
 
@@ -912,6 +966,10 @@ fn eval_compare(index: &Index, c: &Compare, at: Revision, fetch: &mut dyn FnMut(
                 hits.push((k.clone(), l));
                 true
             });
+            // As in etcd, an empty range compares like one absent key (a value compare fails).
+            if hits.is_empty() {
+                return Ok(compare_one(c, None));
+            }
             for (k, l) in hits {
                 let v = if want_value { Some(fetch(&k, l.rev)?) } else { None };
                 if !compare_one(c, Some((l, v))) {
@@ -1228,10 +1286,21 @@ impl Writer {
                 }
             }
             let log = log.take();
-            if !log.is_empty() {
-                self.wal.borrow_mut().as_mut().ok_or(StoreError::Closed)?.append(&log)?;
+            let appended =
+                if log.is_empty() { None } else { Some(self.wal.borrow_mut().as_mut().ok_or(StoreError::Closed)?.append(&log)?) };
+            // Readers that find a record missing decide "compacted" from this value, so it must
+            // be visible before the records disappear from redb.
+            if let Some(c) = ctx.compact_to {
+                sh.compacted.store(c, Ordering::Release);
             }
-            wtx.commit()?;
+            if let Err(e) = wtx.commit() {
+                // The frame is durable but the batch failed: take it back, so it cannot
+                // reappear at the next start.
+                if let (Some(at), Some(wal)) = (appended, self.wal.borrow_mut().as_mut()) {
+                    wal.retract(at);
+                }
+                return Err(e.into());
+            }
             Ok(())
         })();
 
@@ -1239,7 +1308,6 @@ impl Writer {
             Ok(()) => {
                 let current = ctx.next_main - 1;
                 if let Some(c) = ctx.compact_to {
-                    sh.compacted.store(c, Ordering::Release);
                     sh.index.write().compact(c);
                 }
                 sh.live_bytes.fetch_add(ctx.live_delta, Ordering::Relaxed);
@@ -1363,7 +1431,8 @@ impl Writer {
             }
             WriteOp::LeaseKeepAlive(id) => {
                 let mut map = sh.leases.lock();
-                let l = map.get_mut(&id).ok_or(StoreError::LeaseNotFound)?;
+                let now = sh.clock.now_ms();
+                let l = map.get_mut(&id).filter(|l| l.expiry_ms > now).ok_or(StoreError::LeaseNotFound)?;
                 l.expiry_ms = sh.clock.now_ms().saturating_add(l.ttl.saturating_mul(1000));
                 leases.insert(id, &disk::encode_lease(l.ttl, l.expiry_ms)[..])?;
                 Ok(WriteOut::Ttl(l.ttl))
@@ -1377,16 +1446,20 @@ impl Writer {
             }
             WriteOp::Reseal(list) => self.reseal(revs, deks, &list).map(WriteOut::Count),
             WriteOp::Rewrap(provider) => {
-                let mut n = 0;
                 let all: Vec<(u32, Vec<u8>)> =
                     deks.iter()?.map(|i| i.map(|(k, v)| (k.value(), v.value().to_vec()))).collect::<std::result::Result<_, _>>()?;
+                // Every key is re-wrapped before any is written, so a failure leaves all of them
+                // under the old provider rather than some under each.
+                let mut rewrapped = Vec::with_capacity(all.len());
                 for (id, raw) in all {
                     let (writes, created, wrapped) =
                         disk::decode_dek(&raw).ok_or_else(|| StoreError::Sealing(format!("data key {id} is damaged")))?;
                     let key = sh.provider.read().unwrap(wrapped, &seal::dek_context(id))?;
-                    let rewrapped = provider.wrap(&key, &seal::dek_context(id))?;
-                    deks.insert(id, disk::encode_dek(writes, created, &rewrapped).as_slice())?;
-                    n += 1;
+                    rewrapped.push((id, disk::encode_dek(writes, created, &provider.wrap(&key, &seal::dek_context(id))?)));
+                }
+                let n = rewrapped.len() as u64;
+                for (id, v) in rewrapped {
+                    deks.insert(id, v.as_slice())?;
                 }
                 // Data keys made from now on (rotation) are wrapped by the new provider too.
                 *sh.provider.write() = provider;
@@ -1692,12 +1765,17 @@ impl Writer {
             map.get(&id).ok_or(StoreError::LeaseNotFound)?.keys.clone()
         };
         let mut slot = RevSlot { main: ctx.next_main, sub: 0 };
-        for k in &keys {
-            let live = self.shared.index.read().get(k, i64::MAX);
-            if let Some(l) = live {
-                self.delete_key(ctx, revs, &mut slot, k, l)?;
+        let mark = ctx.mark();
+        let deleted = (|| {
+            for k in &keys {
+                let live = self.shared.index.read().get(k, i64::MAX);
+                if let Some(l) = live {
+                    self.delete_key(ctx, revs, &mut slot, k, l)?;
+                }
             }
-        }
+            Ok(())
+        })();
+        self.undo_on_error(ctx, revs, &mark, &slot, deleted)?;
         if slot.sub > 0 {
             ctx.next_main += 1;
         }

@@ -9,7 +9,8 @@
 //!
 //! Segment files `wal-<seq>.log` are zero-filled in advance by a helper thread, so an append
 //! rewrites allocated blocks and the sync has no file-size metadata to write. Frame layout (see
-//! docs/design.md): `len u32 BE | crc32 u32 BE | payload`; `len == 0` marks the end.
+//! docs/design.md): `len u32 | crc32(payload) u32 | crc32(segment, offset, len, crc) u32 |
+//! payload`; an all-zero header marks the end of a segment's frames.
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -24,7 +25,7 @@ use crate::error::{Result, StoreError};
 
 /// Default size of a log segment; a checkpoint follows each filled segment.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
-const FRAME_HEADER: usize = 8;
+const FRAME_HEADER: usize = 12;
 
 /// Which table a logged change applies to (the tag's high bits; the low bit says delete).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,51 +166,86 @@ fn preallocate(dir: &Path, seq: u64, bytes: u64) -> std::io::Result<File> {
     Ok(f)
 }
 
+/// The checksum of a frame header: binds the frame's length and payload checksum to where it
+/// was written, so a damaged length or a frame moved elsewhere is told apart from a torn write.
+fn header_crc(seq: u64, offset: u64, len: u32, crc: u32) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_be_bytes());
+    h.update(&offset.to_be_bytes());
+    h.update(&len.to_be_bytes());
+    h.update(&crc.to_be_bytes());
+    h.finalize()
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn damaged(seq: u64, off: usize, what: &str) -> StoreError {
+    StoreError::Storage(format!(
+        "the write-ahead log is damaged at segment {seq:x} offset {off}: {what}; refusing to start rather than lose acknowledged writes (the log is kept as it is)"
+    ))
+}
+
 /// Reads every frame of every segment in `dir`, oldest first, and hands each payload to
-/// `apply`. A frame that fails its checksum ends the log (a write torn by a crash; it was never
-/// acknowledged); valid frames after such a frame mean the log was damaged, which is an error.
+/// `apply`. Only the last frame written can be incomplete (a write torn by a crash, never
+/// acknowledged): it must be followed by nothing but the segment's zero fill, and no later
+/// segment may hold a frame. Anything else — a damaged header, a damaged frame with data after
+/// it, data after an empty header — is an error, never a silent truncation.
 pub(crate) fn replay(dir: &Path, mut apply: impl FnMut(&[u8]) -> Result<()>) -> Result<usize> {
     let mut frames = 0;
-    let mut ended_at: Option<String> = None;
+    let mut torn_at: Option<(u64, usize)> = None;
     for (seq, path) in segments(dir)? {
         let mut bytes = Vec::new();
         File::open(&path)?.read_to_end(&mut bytes)?;
+        let zero_from = |from: usize| bytes.get(from..).is_none_or(|rest| rest.iter().all(|&b| b == 0));
         let mut off = 0usize;
         while off + FRAME_HEADER <= bytes.len() {
-            let len = u32::from_be_bytes(bytes[off..off + 4].try_into().map_err(|_| StoreError::Storage("frame header".into()))?) as usize;
-            if len == 0 {
+            let hdr = &bytes[off..off + FRAME_HEADER];
+            if hdr.iter().all(|&b| b == 0) {
+                if !zero_from(off) {
+                    return Err(damaged(seq, off, "an empty frame header is followed by data"));
+                }
                 break;
             }
-            let crc = u32::from_be_bytes(bytes[off + 4..off + 8].try_into().map_err(|_| StoreError::Storage("frame header".into()))?);
-            let body = bytes.get(off + FRAME_HEADER..off + FRAME_HEADER + len);
-            match body {
+            if let Some((s, o)) = torn_at {
+                return Err(damaged(s, o, "an incomplete frame is followed by intact frames"));
+            }
+            let (len, crc) = (be32(&hdr[0..4]), be32(&hdr[4..8]));
+            if header_crc(seq, off as u64, len, crc) != be32(&hdr[8..12]) {
+                // A header torn mid-write is followed only by zeros.
+                if zero_from(off + FRAME_HEADER) {
+                    torn_at = Some((seq, off));
+                    break;
+                }
+                return Err(damaged(seq, off, "a frame header fails its checksum"));
+            }
+            let end = off + FRAME_HEADER + len as usize;
+            match bytes.get(off + FRAME_HEADER..end) {
                 Some(body) if crc32fast::hash(body) == crc => {
-                    if let Some(at) = &ended_at {
-                        return Err(StoreError::Storage(format!(
-                            "the write-ahead log is damaged: a frame at {at} is invalid but later frames are intact; refusing to lose acknowledged writes silently"
-                        )));
-                    }
                     apply(body)?;
                     frames += 1;
-                    off += FRAME_HEADER + len;
+                    off = end;
                 }
+                Some(_) if !zero_from(end) => return Err(damaged(seq, off, "a frame fails its checksum and data follows it")),
                 _ => {
-                    // A torn write leaves a partial frame followed by the zeros the segment was
-                    // filled with. Anything else after it means the log was altered or damaged.
-                    let after = off + FRAME_HEADER + len;
-                    if after < bytes.len() && bytes[after..].iter().any(|&b| b != 0) {
-                        return Err(StoreError::Storage(format!(
-                            "the write-ahead log is damaged: the frame at segment {seq:x} offset {off} is invalid but data follows it; refusing to lose acknowledged writes silently"
-                        )));
-                    }
-                    tracing::warn!(segment = seq, offset = off, "the write-ahead log ends in a torn frame; it was never acknowledged");
-                    ended_at = Some(format!("segment {seq:x} offset {off}"));
+                    torn_at = Some((seq, off));
                     break;
                 }
             }
         }
     }
+    if let Some((seq, off)) = torn_at {
+        tracing::warn!(segment = seq, offset = off, "the write-ahead log ends in an incomplete frame; it was never acknowledged");
+    }
     Ok(frames)
+}
+
+/// Where a frame was written, so that it can be taken back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Appended {
+    offset: u64,
+    len: u64,
 }
 
 /// The open log, owned by the writer thread.
@@ -251,25 +287,48 @@ impl Wal {
         self.next = std::thread::Builder::new().name("daas-wal-prealloc".into()).spawn(move || preallocate(&dir, seq, bytes)).ok();
     }
 
-    /// Appends one frame and syncs it. When it returns, the frame survives a crash.
-    pub fn append(&mut self, payload: &[u8]) -> Result<()> {
+    /// Appends one frame and syncs it. When it returns, the frame survives a crash. When it
+    /// fails, the frame has been taken back (zeroed), or the process aborts: a frame that might
+    /// be durable must never belong to a write its caller was told failed.
+    pub fn append(&mut self, payload: &[u8]) -> Result<Appended> {
         let need = (FRAME_HEADER + payload.len()) as u64;
         if self.offset > 0 && self.offset + need > self.segment_bytes {
             self.rotate()?;
         }
+        let len = u32::try_from(payload.len()).map_err(|_| StoreError::Storage("a batch is larger than 4 GiB".into()))?;
+        let crc = crc32fast::hash(payload);
         let mut frame = Vec::with_capacity(need as usize);
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&crc.to_be_bytes());
+        frame.extend_from_slice(&header_crc(self.seq, self.offset, len, crc).to_be_bytes());
         frame.extend_from_slice(payload);
-        self.file.write_all_at(&frame, self.offset)?;
-        if self.offset + need > self.segment_bytes {
-            // A frame larger than a segment grew the file; sync its size too.
-            self.file.sync_all()?;
-        } else {
-            self.file.sync_data()?;
+        let at = Appended { offset: self.offset, len: need };
+        let written = self.file.write_all_at(&frame, at.offset).and_then(|()| {
+            if at.offset + need > self.segment_bytes {
+                // A frame larger than a segment grew the file; sync its size too.
+                self.file.sync_all()
+            } else {
+                self.file.sync_data()
+            }
+        });
+        if let Err(e) = written {
+            self.retract(at);
+            return Err(e.into());
         }
         self.offset += need;
-        Ok(())
+        Ok(at)
+    }
+
+    /// Takes back a frame whose batch failed after it was written: zeroes it and syncs. If even
+    /// that fails, the frame's fate is unknown, and the process stops rather than let a write
+    /// reported as failed reappear at the next start.
+    pub fn retract(&mut self, at: Appended) {
+        let zeros = vec![0u8; at.len as usize];
+        if let Err(e) = self.file.write_all_at(&zeros, at.offset).and_then(|()| self.file.sync_data()) {
+            tracing::error!(error = %e, "cannot take back a write-ahead log frame of a failed batch; stopping");
+            std::process::abort();
+        }
+        self.offset = at.offset;
     }
 
     fn rotate(&mut self) -> Result<()> {
@@ -343,25 +402,76 @@ mod tests {
         assert!(after < 100, "checkpointed segments are gone");
     }
 
+    /// Three 100-byte frames in one segment; returns the segment's path.
+    fn three_frames(dir: &Path) -> PathBuf {
+        let mut wal = Wal::start(dir, 1 << 16).unwrap();
+        for i in 0..3u8 {
+            wal.append(&[i + 1; 100]).unwrap();
+        }
+        segment_path(dir, 1)
+    }
+
+    const FRAME: usize = FRAME_HEADER + 100;
+
+    fn frames_read(dir: &Path) -> Result<usize> {
+        replay(dir, |_| Ok(()))
+    }
+
     #[test]
-    fn a_torn_tail_ends_the_log_but_a_damaged_middle_is_an_error() {
+    fn a_torn_tail_ends_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = three_frames(dir.path());
+        let mut b = std::fs::read(&path).unwrap();
+        // The last frame's write stopped halfway: its second half is still the zero fill.
+        b[2 * FRAME + FRAME_HEADER + 50..3 * FRAME].fill(0);
+        std::fs::write(&path, &b).unwrap();
+        assert_eq!(frames_read(dir.path()).unwrap(), 2);
+        // Even its header was only half written.
+        b[2 * FRAME + 6..3 * FRAME].fill(0);
+        std::fs::write(&path, &b).unwrap();
+        assert_eq!(frames_read(dir.path()).unwrap(), 2);
+    }
+
+    #[test]
+    fn damage_anywhere_but_the_tail_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = three_frames(dir.path());
+        let good = std::fs::read(&path).unwrap();
+        let damage = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = good.clone();
+            f(&mut b);
+            std::fs::write(&path, &b).unwrap();
+            let err = frames_read(dir.path()).expect_err("damage must not pass as a torn tail");
+            assert!(err.to_string().contains("damaged"), "{err}");
+        };
+        // A flipped payload bit in the first frame.
+        damage(&|b| b[FRAME_HEADER + 50] ^= 1);
+        // The first frame's length made huge, pointing into the zero fill.
+        damage(&|b| b[1] ^= 0x10);
+        // The first frame's header zeroed, as a lost block would leave it.
+        damage(&|b| b[..FRAME_HEADER].fill(0));
+        // The second frame's header zeroed.
+        damage(&|b| b[FRAME..FRAME + FRAME_HEADER].fill(0));
+        // Undamaged, all three frames are read.
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(frames_read(dir.path()).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_retracted_frame_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::start(dir.path(), 1 << 16).unwrap();
-        for i in 0..3u8 {
-            wal.append(&[i; 100]).unwrap();
-        }
-        let path = segment_path(dir.path(), 1);
-        // Tear the last frame.
-        let mut b = std::fs::read(&path).unwrap();
-        b[2 * 108 + 50] ^= 1;
-        std::fs::write(&path, &b).unwrap();
-        assert_eq!(replay(dir.path(), |_| Ok(())).unwrap(), 2);
-        // Damage the first frame instead: later frames are intact, so this is not a torn tail.
-        b[2 * 108 + 50] ^= 1;
-        b[50] ^= 1;
-        std::fs::write(&path, &b).unwrap();
-        let err = replay(dir.path(), |_| Ok(())).unwrap_err();
-        assert!(err.to_string().contains("damaged"), "{err}");
+        wal.append(&[1; 10]).unwrap();
+        let at = wal.append(&[2; 10]).unwrap();
+        wal.retract(at);
+        wal.append(&[3; 10]).unwrap();
+        let mut seen = vec![];
+        replay(dir.path(), |p| {
+            seen.push(p[0]);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![1, 3]);
     }
 
     #[test]

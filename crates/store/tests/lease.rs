@@ -167,6 +167,8 @@ async fn lease_expires_on_a_manual_clock() {
     );
 }
 
+/// A lease survives a restart with its keys and, as in etcd, starts a full TTL again at open
+/// (however long the store was closed); it then expires if nobody keeps it alive.
 #[tokio::test]
 async fn lease_and_its_expiry_survive_a_restart() {
     let dir = scratch();
@@ -177,23 +179,24 @@ async fn lease_and_its_expiry_survive_a_restart() {
     let lease = kv.lease_grant(0, 10).await.expect("grant succeeds").id;
     put_lease(&kv, "k", "v", lease).await;
     put(&kv, "free", "v").await;
+    clock.advance(4_000);
     drop(kv);
 
-    // Closed for 3 s: the lease is still there, with its key and the remaining TTL.
-    clock.advance(3_000);
-    let kv = open_in(dir.path(), |_| {}, provider.clone(), clock.clone()).expect("store reopens");
+    // Closed for a minute, past the old deadline: the lease is back with its key and a full TTL.
+    clock.advance(60_000);
+    let kv = open_in(dir.path(), |_| {}, provider, clock.clone()).expect("store reopens");
     assert_eq!(KvBackend::lease_list(&kv).await.expect("list succeeds"), [lease]);
     let ttl = KvBackend::lease_time_to_live(&kv, lease, true).await.expect("ttl succeeds");
-    assert_eq!((ttl.ttl, ttl.granted_ttl, ttl.keys), (7, 10, vec![b("k")]));
+    assert_eq!((ttl.ttl, ttl.granted_ttl, ttl.keys), (10, 10, vec![b("k")]));
     assert_eq!(get(&kv, "k").await.expect("k survives").lease, lease);
     let r0 = kv.current_revision();
-    drop(kv);
 
-    // Closed past the deadline: the reopened store expires the lease on its own.
-    clock.advance(60_000);
-    let kv = open_in(dir.path(), |_| {}, provider, clock).expect("store reopens");
-    assert!(gone(&kv, "k").await, "a lease that fell due while closed did not expire");
+    // Nobody keeps it alive: it expires a TTL after the open, deleting its key.
+    clock.advance(10_500);
+    assert!(gone(&kv, "k").await, "the lease did not expire after its TTL");
     assert_eq!(value(&kv, "free").await.as_deref(), Some("v"));
     assert_eq!(kv.current_revision(), r0 + 1);
     assert!(KvBackend::lease_list(&kv).await.expect("list succeeds").is_empty());
+    // And a keep-alive cannot revive it.
+    assert_eq!(KvBackend::lease_keep_alive(&kv, lease).await, Err(StoreError::LeaseNotFound));
 }

@@ -338,3 +338,22 @@ async fn rejected_txn_stores_nothing() {
     let (store, _dir) = open();
     rejected_txns_store_nothing(&store).await;
 }
+
+/// A compare over a range with no keys compares one absent key, as etcd does: `version > 0`
+/// and any value compare fail, `create == 0` holds. "Does anything exist under this prefix"
+/// guards depend on it.
+#[tokio::test]
+async fn compare_over_an_empty_range() {
+    let (kv, _dir) = open();
+    put(&kv, "other", "x").await;
+    let cmp =
+        |result, target| TxnRequest { compare: vec![Compare { span: span("a", "b"), result, target }], success: vec![], failure: vec![] };
+    let ok = |t: TxnRequest| {
+        let kv = kv.clone();
+        async move { kv.txn(t).await.expect("txn succeeds").succeeded }
+    };
+    assert!(!ok(cmp(CompareResult::Greater, CompareTarget::Version(0))).await, "version > 0 over no keys");
+    assert!(!ok(cmp(CompareResult::Equal, CompareTarget::Value(b("zzz")))).await, "a value compare over no keys");
+    assert!(!ok(cmp(CompareResult::NotEqual, CompareTarget::Value(b("zzz")))).await, "a value compare over no keys");
+    assert!(ok(cmp(CompareResult::Equal, CompareTarget::Create(0))).await, "create == 0 over no keys");
+}
