@@ -11,6 +11,8 @@ mod engine;
 mod error;
 mod index;
 mod seal;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod types;
 mod wal;
 mod watch;

@@ -32,20 +32,7 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// follows.
 const READY_PREFIX: &str = "daas: etcd API on ";
 
-/// A scratch directory. Prefers `/dev/shm`, where fsync costs nothing; `DAAS_TEST_TMPDIR`
-/// overrides the location.
-pub fn scratch() -> TempDir {
-    if let Some(dir) = std::env::var_os("DAAS_TEST_TMPDIR") {
-        return tempfile::tempdir_in(dir).expect("DAAS_TEST_TMPDIR is writable");
-    }
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(d) = tempfile::tempdir_in(shm)
-    {
-        return d;
-    }
-    tempfile::tempdir().expect("the system temp dir is writable")
-}
+pub use daas_store::test_util::scratch;
 
 /// The `etcdctl` binary on PATH. Missing is a failure, never a skip: the project's test
 /// command installs it, and a silently skipped compatibility suite proves nothing.

@@ -18,20 +18,7 @@ use daas_store::{
 };
 use tempfile::TempDir;
 
-/// A scratch directory for one test. Prefers `/dev/shm`, where fsync costs nothing, so that
-/// tests doing thousands of commits stay fast; `DAAS_TEST_TMPDIR` overrides the location.
-pub fn scratch() -> TempDir {
-    if let Some(dir) = std::env::var_os("DAAS_TEST_TMPDIR") {
-        return tempfile::tempdir_in(dir).expect("DAAS_TEST_TMPDIR is writable");
-    }
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(d) = tempfile::tempdir_in(shm)
-    {
-        return d;
-    }
-    tempfile::tempdir().expect("the system temp dir is writable")
-}
+pub use daas_store::test_util::scratch;
 
 /// A store configuration for tests: the defaults, with a small page cache.
 pub fn config(dir: &Path) -> StoreConfig {
