@@ -148,9 +148,9 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
     };
     let s = file.merge(cli);
 
-    fn num<T: std::str::FromStr>(errors: &mut Vec<String>, name: &str, v: &Option<String>, default: T, min: T) -> T
+    fn num<T>(errors: &mut Vec<String>, name: &str, v: &Option<String>, default: T, min: T) -> T
     where
-        T: PartialOrd + std::fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
     {
         match v {
             None => default,
@@ -237,6 +237,7 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -27,6 +27,7 @@ pub fn to_status(e: StoreError) -> Status {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

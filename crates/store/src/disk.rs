@@ -130,6 +130,7 @@ pub fn decode_dek(b: &[u8]) -> Option<(u64, i64, &[u8])> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
