@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests drive (Debian's etcd-client for etcdctl, and
-# etcd-server for the reference etcd) when missing, then checks formatting and runs every test.
+# etcd-server for the reference etcd) when missing, then checks formatting and lints (clippy,
+# warnings as errors) and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,4 +17,5 @@ fi
 # Debian's etcd package may start a system etcd on 2379; our tests use their own ports.
 
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --no-fail-fast 2>&1
