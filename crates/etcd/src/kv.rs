@@ -34,25 +34,23 @@ impl<B: KvBackend> Face<B> {
 
     /// Rejects a request larger than `--max-request-bytes`, as etcd does before applying it.
     /// etcd measures the request wrapped in its raft envelope; we add that envelope's size so
-    /// the boundary falls on the same byte.
+    /// the boundary falls on the same byte. Over the gRPC limit, the answer is grpc-go's.
     pub fn check_size(&self, m: &impl prost::Message) -> Result<(), Status> {
-        self.check_grpc_size(m)?;
-        if m.encoded_len() + RAFT_ENVELOPE_BYTES > self.config.max_request_bytes {
+        let len = self.check_grpc_size(m)?;
+        if len + RAFT_ENVELOPE_BYTES > self.config.max_request_bytes {
             return Err(to_status(StoreError::RequestTooLarge));
         }
         Ok(())
     }
-}
 
-impl<B: KvBackend> Face<B> {
     /// Refuses a message over the gRPC limit (`max_request_bytes` + 512 KiB) with the status and
-    /// wording grpc-go gives for etcd.
-    pub fn check_grpc_size(&self, m: &impl prost::Message) -> Result<(), Status> {
+    /// wording grpc-go gives for etcd; returns the message's encoded length otherwise.
+    pub fn check_grpc_size(&self, m: &impl prost::Message) -> Result<usize, Status> {
         let (len, limit) = (m.encoded_len(), self.config.max_request_bytes + crate::GRPC_OVERHEAD_BYTES);
         if len > limit {
             return Err(Status::resource_exhausted(format!("grpc: received message larger than max ({len} vs. {limit})")));
         }
-        Ok(())
+        Ok(len)
     }
 }
 
