@@ -1329,7 +1329,6 @@ impl Writer {
                 answer(self.runtime.as_ref(), replies.into_iter().map(|(r, _)| (r, Err(e.clone()))).collect());
             }
         }
-        let _ = ctx.dek_changed;
     }
 
     #[allow(clippy::too_many_arguments)]
