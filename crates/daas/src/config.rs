@@ -18,6 +18,21 @@ pub struct ServerSettings {
     /// Address of the etcd v3 gRPC listener [default: 127.0.0.1:2379]
     #[arg(long, env = "DAAS_ETCD_LISTEN")]
     pub etcd_listen: Option<String>,
+    /// Address of the HTTPS API (attestation, health; Kubernetes API) [default: 0.0.0.0:6443]
+    #[arg(long, env = "DAAS_HTTPS_LISTEN")]
+    pub https_listen: Option<String>,
+    /// Extra names or addresses for the serving certificate, comma-separated
+    #[arg(long, env = "DAAS_TLS_SAN")]
+    pub tls_san: Option<String>,
+    /// Which TEE to use: auto, simulation, aws-nitro, amd-sev-snp, intel-tdx, intel-sgx, arm-trustzone [default: auto]
+    #[arg(long, env = "DAAS_TEE")]
+    pub tee: Option<String>,
+    /// development or production; production refuses the simulated TEE [default: development]
+    #[arg(long, env = "DAAS_TEE_MODE")]
+    pub tee_mode: Option<String>,
+    /// DANGER: run on the simulated TEE even in production mode
+    #[arg(long, env = "DAAS_DANGER_ALLOW_SIMULATED_TEE", num_args = 0..=1, default_missing_value = "true")]
+    pub danger_allow_simulated_tee: Option<bool>,
     /// PEM certificate for TLS on the etcd listener (with --etcd-key-file)
     #[arg(long, env = "DAAS_ETCD_CERT_FILE")]
     pub etcd_cert_file: Option<String>,
@@ -27,7 +42,8 @@ pub struct ServerSettings {
     /// PEM CA that etcd clients' certificates must chain to (mutual TLS)
     #[arg(long, env = "DAAS_ETCD_CLIENT_CA_FILE")]
     pub etcd_client_ca_file: Option<String>,
-    /// Key-encryption key file (32 bytes, mode 0600; created if missing) [default: DATA_DIR/kek.key]
+    /// Take the key-encryption key from this file (32 bytes, mode 0600; created if missing)
+    /// instead of the TEE's sealing key (for TEEs without one: Nitro, TDX, OP-TEE)
     #[arg(long, env = "DAAS_KEK_FILE")]
     pub kek_file: Option<String>,
     /// Largest request accepted, in bytes [default: 1572864, as etcd]
@@ -63,6 +79,11 @@ impl ServerSettings {
         pick!(
             data_dir,
             etcd_listen,
+            https_listen,
+            tls_san,
+            tee,
+            tee_mode,
+            danger_allow_simulated_tee,
             etcd_cert_file,
             etcd_key_file,
             etcd_client_ca_file,
@@ -84,7 +105,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub etcd_listen: SocketAddr,
     pub etcd_tls: Option<daas_etcd::TlsFiles>,
-    pub kek_file: PathBuf,
+    pub https_listen: SocketAddr,
+    pub tls_sans: Vec<String>,
+    pub tee: daas_tee::TeeChoice,
+    pub tee_production: bool,
+    pub danger_allow_simulated_tee: bool,
+    pub kek_file: Option<PathBuf>,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub dek_rotate_after: u64,
@@ -179,6 +205,35 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
             SocketAddr::from(([127, 0, 0, 1], 2379))
         }
     };
+    let https_listen = match s.https_listen.as_deref().unwrap_or("0.0.0.0:6443").parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            errors.push(format!("https-listen: {:?} is not an address like 0.0.0.0:6443", s.https_listen.as_deref().unwrap_or_default()));
+            SocketAddr::from(([0, 0, 0, 0], 6443))
+        }
+    };
+    let tls_sans: Vec<String> =
+        s.tls_san.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect();
+    let tee = match s.tee.as_deref().unwrap_or("auto") {
+        "auto" => daas_tee::TeeChoice::Auto,
+        other => match daas_tee::TeeType::parse(other) {
+            Some(t) => daas_tee::TeeChoice::Exactly(t),
+            None => {
+                errors.push(format!(
+                    "tee: {other:?} is not one of auto, simulation, aws-nitro, amd-sev-snp, intel-tdx, intel-sgx, arm-trustzone"
+                ));
+                daas_tee::TeeChoice::Auto
+            }
+        },
+    };
+    let tee_production = match s.tee_mode.as_deref().unwrap_or("development") {
+        "development" => false,
+        "production" => true,
+        other => {
+            errors.push(format!("tee-mode: {other:?} is not development or production"));
+            true
+        }
+    };
     let mut check_file = |name: &str, v: &Option<String>| -> Option<PathBuf> {
         let p = PathBuf::from(v.as_ref()?);
         if !p.is_file() {
@@ -217,7 +272,7 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
     };
     let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
     let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
-    let kek_file = s.kek_file.as_deref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("kek.key"));
+    let kek_file = s.kek_file.as_deref().map(PathBuf::from);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -225,6 +280,11 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         data_dir,
         etcd_listen,
         etcd_tls,
+        https_listen,
+        tls_sans,
+        tee,
+        tee_production,
+        danger_allow_simulated_tee: s.danger_allow_simulated_tee.unwrap_or(false),
         kek_file,
         max_request_bytes,
         max_txn_ops,

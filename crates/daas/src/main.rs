@@ -1,7 +1,10 @@
-//! `daas`: the K3s-DaaS binary. `daas server` runs the Nautilus master (for now: the sealed
-//! store and its etcd face); `daas store …` maintains a store's keys offline; `daas bench …`
-//! is the load tool. Only wiring lives here; the crates own the logic.
+//! `daas`: the K3s-DaaS binary. `daas server` runs the Nautilus master (for now: the TEE, the
+//! sealed store, its etcd face and the HTTPS trust endpoints); `daas attest verify` checks a
+//! master's attestation; `daas store …` maintains a store's keys offline; `daas bench …` is
+//! the load tool. Only wiring lives here; the crates own the logic.
+#![forbid(unsafe_code)]
 
+mod attest;
 mod bench;
 mod config;
 mod server;
@@ -52,6 +55,13 @@ enum Command {
         #[command(subcommand)]
         command: server::StoreCommand,
     },
+    /// Verify a master's remote attestation (or a bare Nitro document)
+    Attest {
+        #[command(subcommand)]
+        command: attest::AttestCommand,
+    },
+    /// Print the measurement (SHA-384 of this executable) that the simulated TEE reports
+    Measure,
     /// Load tools
     Bench {
         #[command(subcommand)]
@@ -101,6 +111,8 @@ fn main() -> ExitCode {
         },
         Command::Store { command } => (1, Job::Store(command)),
         Command::Bench { command } => (command.threads(), Job::Bench(command)),
+        Command::Attest { command } => (1, Job::Attest(command)),
+        Command::Measure => (1, Job::Measure),
     };
     let rt = match runtime(threads) {
         Ok(rt) => rt,
@@ -114,6 +126,8 @@ fn main() -> ExitCode {
             Job::Server(cfg) => server::run(cfg).await,
             Job::Store(command) => server::store_command(command).await,
             Job::Bench(command) => bench::run(command).await,
+            Job::Attest(command) => attest::run(command).await,
+            Job::Measure => attest::measure(),
         }
     });
     match result {
@@ -133,4 +147,6 @@ enum Job {
     Server(config::ServerConfig),
     Store(server::StoreCommand),
     Bench(bench::BenchCommand),
+    Attest(attest::AttestCommand),
+    Measure,
 }

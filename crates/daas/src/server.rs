@@ -4,20 +4,43 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use daas_store::{KeyFileProvider, KeyProvider, Store, StoreConfig};
+use daas_apiserver::{Pki, TrustState};
+use daas_store::{KeyFileProvider, KeyProvider, ProvidedKeyProvider, Store, StoreConfig};
+use daas_tee::{Attester, EnclaveIdentity, TeeProvider};
 
 use crate::config::ServerConfig;
 
-/// Opens the store the configuration names, creating data dir and key file on first start.
-fn open_store(cfg: &ServerConfig) -> anyhow::Result<Store> {
-    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-        .create(&cfg.data_dir)
-        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
-    let provider: Arc<dyn KeyProvider> = Arc::new(KeyFileProvider::open_or_create(&cfg.kek_file)?);
-    tracing::warn!(
-        kek_file = %cfg.kek_file.display(),
-        "the key-encryption key comes from a local key file (no TEE sealing provider yet): sealing protects the data file, not against whoever can read the key file"
-    );
+/// Detects the TEE the configuration asks for.
+fn tee(cfg: &ServerConfig) -> anyhow::Result<Arc<dyn TeeProvider>> {
+    let tc = daas_tee::TeeConfig {
+        choice: cfg.tee,
+        production: cfg.tee_production,
+        danger_allow_simulation: cfg.danger_allow_simulated_tee,
+        simulation_key_file: cfg.data_dir.join("simulated-tee.key"),
+        devices: daas_tee::DevicePaths::default(),
+    };
+    if cfg.tee_production && cfg.danger_allow_simulated_tee {
+        tracing::warn!("DANGER: --danger-allow-simulated-tee is set: production mode will run on a SIMULATED TEE if no hardware is found");
+    }
+    Ok(daas_tee::detect(&tc)?)
+}
+
+/// The store's key provider: the TEE's sealing key, or a key file when one is configured.
+fn key_provider(cfg: &ServerConfig, tee: &dyn TeeProvider) -> anyhow::Result<Arc<dyn KeyProvider>> {
+    if let Some(path) = &cfg.kek_file {
+        tracing::warn!(
+            kek_file = %path.display(),
+            tee = %tee.tee_type(),
+            "the key-encryption key comes from a key file, not the TEE's sealing key: it protects the data file only as well as the key file is protected"
+        );
+        return Ok(Arc::new(KeyFileProvider::open_or_create(path)?));
+    }
+    let key = tee.sealing_key().with_context(|| format!("the {} TEE cannot provide the store's key-encryption key", tee.tee_type()))?;
+    Ok(Arc::new(ProvidedKeyProvider::new(format!("tee-sealing:{}", tee.tee_type()), &key)?))
+}
+
+/// Opens the store the configuration names, creating the data dir on first start.
+fn open_store(cfg: &ServerConfig, provider: Arc<dyn KeyProvider>) -> anyhow::Result<Store> {
     let mut sc = StoreConfig::new(&cfg.data_dir);
     sc.max_request_bytes = cfg.max_request_bytes;
     sc.max_txn_ops = cfg.max_txn_ops;
@@ -28,6 +51,19 @@ fn open_store(cfg: &ServerConfig) -> anyhow::Result<Store> {
         tracing::warn!("DANGER: --danger-unsealed-storage is set: values are written to disk IN THE CLEAR (benchmark mode)");
     }
     Ok(Store::open(sc, provider)?)
+}
+
+fn create_data_dir(cfg: &ServerConfig) -> anyhow::Result<()> {
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))
+}
+
+/// The TEE, key provider and store, for the offline `daas store` commands.
+fn open_offline(cfg: &ServerConfig) -> anyhow::Result<Store> {
+    create_data_dir(cfg)?;
+    let tee = tee(cfg)?;
+    open_store(cfg, key_provider(cfg, tee.as_ref())?)
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
@@ -48,12 +84,57 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     tracing::info!(data_dir = %cfg.data_dir.display(), "starting daas server");
-    let store = open_store(&cfg)?;
+    create_data_dir(&cfg)?;
+    let tee = tee(&cfg)?;
+    let provider = key_provider(&cfg, tee.as_ref())?;
+    let store = open_store(&cfg, provider.clone())?;
+
+    // The enclave's identity and TLS: a fresh signing key per boot, the sealed cluster CA, and
+    // a serving certificate issued by it.
+    let identity = Arc::new(EnclaveIdentity::generate()?);
+    let pki = Pki::load_or_create(&cfg.data_dir, provider.as_ref())?;
+    let sans = daas_apiserver::pki::default_sans(cfg.https_listen, &cfg.tls_sans);
+    let tls = pki.serving_config(&sans)?;
+    let attester = Arc::new(Attester::new(tee.clone(), identity.clone(), pki.ca_sha256()));
+    tracing::info!(
+        tee = %tee.tee_type(),
+        security_level = tee.security_level().0,
+        enclave_public_key = %hex::encode(identity.public_key()),
+        tls_ca_sha256 = %hex::encode(pki.ca_sha256()),
+        "enclave identity ready"
+    );
+    let trust = Arc::new(TrustState {
+        attester,
+        components: vec!["store".into(), "etcd-api".into(), "https-api".into(), "attestation".into()],
+        key_provider: provider.name(),
+        store_sealed: !cfg.danger_unsealed_storage,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let signal = shutdown_signal()?;
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let (https_addr, https) = daas_apiserver::serve(cfg.https_listen, tls, daas_apiserver::router(trust), stopped())
+        .await
+        .with_context(|| format!("listening on {}", cfg.https_listen))?;
+    tracing::info!(addr = %https_addr, "HTTPS API listening");
+    let https = tokio::spawn(https);
+    println!("daas: https API on https://{https_addr}");
+
     let mut ecfg = daas_etcd::EtcdConfig::new(cfg.etcd_listen);
     ecfg.tls = cfg.etcd_tls.clone();
     ecfg.max_request_bytes = cfg.max_request_bytes;
     ecfg.progress_interval = cfg.watch_progress_interval;
-    let (addr, serving) = daas_etcd::serve(store.clone(), ecfg, shutdown_signal()?).await?;
+    let (addr, serving) = daas_etcd::serve(store.clone(), ecfg, stopped()).await?;
     if !addr.ip().is_loopback() && cfg.etcd_tls.is_none() {
         tracing::warn!(%addr, "the etcd API listens beyond loopback without TLS");
     }
@@ -61,6 +142,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     // A line on stdout that scripts can wait for.
     println!("daas: etcd API on {}://{addr}", if cfg.etcd_tls.is_some() { "https" } else { "http" });
     serving.await?;
+    let _ = https.await;
     drop(store);
     tracing::info!("stopped");
     Ok(())
@@ -101,23 +183,23 @@ fn resolve(args: StoreArgs) -> anyhow::Result<ServerConfig> {
 pub async fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
     match cmd {
         StoreCommand::RotateDek(a) => {
-            let store = open_store(&resolve(a)?)?;
+            let store = open_offline(&resolve(a)?)?;
             let id = store.rotate_dek().await?;
             println!("active data key is now {id}");
         }
         StoreCommand::Reencrypt(a) => {
-            let store = open_store(&resolve(a)?)?;
+            let store = open_offline(&resolve(a)?)?;
             let n = store.reencrypt().await?;
             println!("re-sealed {n} values under data key {}", store.status().active_dek);
         }
         StoreCommand::Rewrap { args, new_kek_file } => {
-            let store = open_store(&resolve(args)?)?;
+            let store = open_offline(&resolve(args)?)?;
             let new = Arc::new(KeyFileProvider::open_or_create(&new_kek_file)?);
             let n = store.rewrap(new).await?;
             println!("re-wrapped {n} data keys; start the server with --kek-file {}", new_kek_file.display());
         }
         StoreCommand::Status(a) => {
-            let store = open_store(&resolve(a)?)?;
+            let store = open_offline(&resolve(a)?)?;
             let s = store.status();
             let json = serde_json::json!({
                 "revision": s.revision,

@@ -4,6 +4,7 @@
 //! A thin adapter: each RPC validates, converts to store types ([`convert`]), delegates, and
 //! maps errors through the one table in [`status`]. It holds no state of its own beyond open
 //! streams. Entry point: [`serve`]. The generated client in [`pb`] is used by the load tool.
+#![forbid(unsafe_code)]
 
 pub mod convert;
 mod kv;

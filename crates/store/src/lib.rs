@@ -4,6 +4,7 @@
 //! Knows nothing of HTTP, gRPC, Kubernetes or Sui. Entry points: [`Store::open`] to open the
 //! embedded engine, [`KvBackend`] for the contract every backend keeps, [`KeyProvider`] for
 //! where sealing keys come from. The byte layouts are in `docs/design.md`.
+#![forbid(unsafe_code)]
 
 mod backend;
 mod disk;
@@ -20,6 +21,9 @@ mod watch;
 pub use backend::{KvBackend, WatchStream};
 pub use engine::{Clock, MAX_LEASE_TTL, ManualClock, Store, StoreConfig, SystemClock};
 pub use error::{Result, StoreError};
-pub use seal::{DEFAULT_ROTATE_AFTER, DataKey, EphemeralKeyProvider, KeyFileProvider, KeyProvider, Sealer, random_key};
+pub use seal::{
+    DEFAULT_ROTATE_AFTER, DataKey, EphemeralKeyProvider, KeyFileProvider, KeyProvider, ProvidedKeyProvider, Sealer, open_blob, random_key,
+    seal_blob,
+};
 pub use types::*;
 pub use watch::Watcher;

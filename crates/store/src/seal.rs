@@ -196,6 +196,98 @@ impl KeyProvider for EphemeralKeyProvider {
     }
 }
 
+/// A KEK handed over in memory by whoever owns it: the TEE's sealing key, above all. `name`
+/// says where it came from in logs and status output (e.g. `tee-sealing:simulation`).
+pub struct ProvidedKeyProvider {
+    name: String,
+    key: LessSafeKey,
+}
+
+impl fmt::Debug for ProvidedKeyProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProvidedKeyProvider").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl ProvidedKeyProvider {
+    pub fn new(name: impl Into<String>, key: &DataKey) -> Result<Self> {
+        Ok(ProvidedKeyProvider { name: name.into(), key: aead_key(key)? })
+    }
+}
+
+impl KeyProvider for ProvidedKeyProvider {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn wrap(&self, dek: &DataKey, context: &[u8]) -> Result<Vec<u8>> {
+        gcm_seal(&self.key, &wrap_aad(context), &dek[..])
+    }
+
+    fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<DataKey> {
+        let plain = Zeroizing::new(gcm_open(&self.key, &wrap_aad(context), wrapped).ok_or_else(|| {
+            StoreError::Sealing(format!(
+                "a data key does not unwrap with the {} key (another install's key, or the data dir was altered)",
+                self.name
+            ))
+        })?);
+        let k: [u8; 32] = plain.as_slice().try_into().map_err(|_| StoreError::Sealing("wrapped data key has the wrong length".into()))?;
+        Ok(Zeroizing::new(k))
+    }
+}
+
+/// First bytes of a sealed blob.
+const BLOB_MAGIC: &[u8; 8] = b"DAASBLB1";
+
+/// Seals `plain` for a file of its own (such as the cluster CA's key): a fresh data key wrapped
+/// by `provider` under `context`, then AES-256-GCM with `context` as associated data. Layout:
+/// `DAASBLB1 | wrapped_len u32 BE | wrapped key | nonce | ciphertext | tag`.
+pub fn seal_blob(provider: &dyn KeyProvider, context: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+    let dek = random_key()?;
+    let wrapped = provider.wrap(&dek, context)?;
+    let body = gcm_seal(&aead_key(&dek)?, context, plain)?;
+    let mut out = Vec::with_capacity(12 + wrapped.len() + body.len());
+    out.extend_from_slice(BLOB_MAGIC);
+    out.extend_from_slice(&(wrapped.len() as u32).to_be_bytes());
+    out.extend_from_slice(&wrapped);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Reverses [`seal_blob`]; fails if the blob, its context or the provider's key differ.
+pub fn open_blob(provider: &dyn KeyProvider, context: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let bad = || StoreError::Sealing("the sealed file is damaged or was sealed for something else".into());
+    let rest = sealed.strip_prefix(BLOB_MAGIC).ok_or_else(bad)?;
+    let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(bad());
+    }
+    let (wrapped, body) = rest.split_at(len);
+    let dek = provider.unwrap(wrapped, context)?;
+    Ok(Zeroizing::new(gcm_open(&aead_key(&dek)?, context, body).ok_or_else(bad)?))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod blob_tests {
+    use super::*;
+
+    #[test]
+    fn blobs_open_only_with_their_key_and_context() {
+        let p = ProvidedKeyProvider::new("test", &random_key().unwrap()).unwrap();
+        let sealed = seal_blob(&p, b"ctx", b"secret").unwrap();
+        assert_eq!(&open_blob(&p, b"ctx", &sealed).unwrap()[..], b"secret");
+        assert!(open_blob(&p, b"other", &sealed).is_err());
+        let q = ProvidedKeyProvider::new("test", &random_key().unwrap()).unwrap();
+        assert!(open_blob(&q, b"ctx", &sealed).unwrap_err().to_string().contains("does not unwrap"));
+        let mut t = sealed.clone();
+        *t.last_mut().unwrap() ^= 1;
+        assert!(open_blob(&p, b"ctx", &t).is_err());
+        assert!(open_blob(&p, b"ctx", &sealed[..10]).is_err());
+    }
+}
+
 /// The context bound into a wrapped DEK: its id, so wrapped keys cannot be swapped.
 pub fn dek_context(id: u32) -> [u8; 4] {
     id.to_be_bytes()

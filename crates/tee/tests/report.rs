@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use daas_tee::test_util::{SyntheticNitro, SyntheticNitroTee, now_ms};
 use daas_tee::{
-    AttestationReport, Attester, EnclaveIdentity, Policy, SimulatedTee, TeeConfig, TeeChoice, TeeError, TeeProvider, TeeType, VerifyError,
+    AttestationReport, Attester, EnclaveIdentity, Policy, SimulatedTee, TeeChoice, TeeConfig, TeeError, TeeProvider, TeeType, VerifyError,
     detect, verify_report,
 };
 

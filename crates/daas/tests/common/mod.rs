@@ -31,6 +31,8 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The start of the line the server prints once it listens; `http://ADDR` or `https://ADDR`
 /// follows.
 const READY_PREFIX: &str = "daas: etcd API on ";
+/// The line before it, announcing the HTTPS API.
+const HTTPS_PREFIX: &str = "daas: https API on ";
 
 pub use daas_store::test_util::scratch;
 
@@ -58,6 +60,8 @@ pub struct Server {
     addr: String,
     /// `http` or `https`, as announced.
     scheme: String,
+    /// `https://ADDR` of the HTTPS API.
+    https_url: String,
     data_dir: PathBuf,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_reader: Option<JoinHandle<()>>,
@@ -95,7 +99,7 @@ impl Server {
         let mut cmd = daas_command();
         // Port 0: the server binds whatever the kernel gives it and prints the real address,
         // so parallel tests never race for a port.
-        cmd.args(["server", "--etcd-listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(args);
+        cmd.args(["server", "--etcd-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(args);
         Server::start_command(cmd, data_dir)
     }
 
@@ -112,13 +116,17 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            let mut https = String::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix(HTTPS_PREFIX) {
+                    https = rest.to_string();
+                }
                 if let Some(rest) = line.strip_prefix(READY_PREFIX)
                     && let Some((scheme, addr)) = rest.split_once("://")
                     && let Some(tx) = tx.take()
                 {
-                    let _ = tx.send((scheme.to_string(), addr.to_string()));
+                    let _ = tx.send((scheme.to_string(), addr.to_string(), std::mem::take(&mut https)));
                 }
             }
         });
@@ -126,15 +134,17 @@ impl Server {
             child,
             addr: String::new(),
             scheme: String::new(),
+            https_url: String::new(),
             data_dir: data_dir.to_path_buf(),
             stderr,
             stderr_reader,
             _owned_dir: None,
         };
         match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok((scheme, addr)) => {
+            Ok((scheme, addr, https)) => {
                 server.scheme = scheme;
                 server.addr = addr;
+                server.https_url = https;
             }
             Err(e) => {
                 let _ = server.child.kill();
@@ -153,6 +163,11 @@ impl Server {
     /// `http://ADDR` or `https://ADDR`, as the server announced it.
     pub fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// `https://127.0.0.1:PORT` of the HTTPS API (attestation, health).
+    pub fn https_url(&self) -> &str {
+        &self.https_url
     }
 
     /// The process id (for signals).
