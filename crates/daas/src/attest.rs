@@ -98,7 +98,7 @@ fn policy(a: &VerifyArgs) -> anyhow::Result<Policy> {
 fn read_document(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let text: String = String::from_utf8_lossy(&raw).split_whitespace().collect();
-    if !text.is_empty() && text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !text.is_empty() && text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(hex::decode(text)?);
     }
     Ok(raw)

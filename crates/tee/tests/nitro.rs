@@ -1,5 +1,6 @@
 //! Nitro attestation documents: real ones from AWS hardware (tests/fixtures/nitro) verify, and
 //! every kind of tampering or policy violation fails with its own error.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
 

@@ -1,5 +1,6 @@
 //! Attestation reports end to end without a network: a provider makes evidence, the
 //! [`Attester`] signs a report, and [`verify_report`] accepts it only when every binding holds.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
