@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs what the tests drive (Debian's etcd-client for etcdctl, and
-# etcd-server for the reference etcd) when missing, then checks formatting and lints (clippy,
-# warnings as errors) and runs every test.
+# The whole test suite. Installs what the tests drive when missing (Debian's etcd-client for
+# etcdctl, etcd-server for the reference etcd, kubernetes-client if no kubectl is on the PATH),
+# then checks formatting and lints (clippy, warnings as errors) and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v etcdctl >/dev/null || need_apt+=(etcd-client)
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 command -v etcd >/dev/null || need_apt+=(etcd-server)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} (Debian packages) for the tests" >&2

@@ -97,6 +97,23 @@ impl Pki {
         }
     }
 
+    /// Re-seals the CA under `new` (after the store's data keys moved to a new KEK). Returns
+    /// false if there is no CA yet.
+    pub fn rewrap(data_dir: &Path, old: &dyn KeyProvider, new: &dyn KeyProvider) -> Result<bool, PkiError> {
+        let path = data_dir.join("pki/ca.sealed");
+        let sealed = match std::fs::read(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(PkiError::Io { path, source }),
+        };
+        let plain = daas_store::open_blob(old, CA_CONTEXT, &sealed).map_err(|e| PkiError::Unseal(path.clone(), e))?;
+        let resealed = daas_store::seal_blob(new, CA_CONTEXT, &plain).map_err(PkiError::Seal)?;
+        let tmp = path.with_extension("sealed.tmp");
+        std::fs::write(&tmp, &resealed).map_err(|source| PkiError::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, &path).map_err(|source| PkiError::Io { path: path.clone(), source })?;
+        Ok(true)
+    }
+
     /// DER of the CA certificate.
     pub fn ca_der(&self) -> &CertificateDer<'static> {
         &self.ca_der

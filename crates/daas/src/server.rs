@@ -59,11 +59,16 @@ fn create_data_dir(cfg: &ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))
 }
 
-/// The TEE, key provider and store, for the offline `daas store` commands.
-fn open_offline(cfg: &ServerConfig) -> anyhow::Result<Store> {
+/// The key provider and store, for the offline `daas store` commands.
+fn open_offline_with_provider(cfg: &ServerConfig) -> anyhow::Result<(Store, Arc<dyn KeyProvider>)> {
     create_data_dir(cfg)?;
     let tee = tee(cfg)?;
-    open_store(cfg, key_provider(cfg, tee.as_ref())?)
+    let provider = key_provider(cfg, tee.as_ref())?;
+    Ok((open_store(cfg, provider.clone())?, provider))
+}
+
+fn open_offline(cfg: &ServerConfig) -> anyhow::Result<Store> {
+    Ok(open_offline_with_provider(cfg)?.0)
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
@@ -193,9 +198,14 @@ pub async fn store_command(cmd: StoreCommand) -> anyhow::Result<()> {
             println!("re-sealed {n} values under data key {}", store.status().active_dek);
         }
         StoreCommand::Rewrap { args, new_kek_file } => {
-            let store = open_offline(&resolve(args)?)?;
+            let cfg = resolve(args)?;
+            let (store, old) = open_offline_with_provider(&cfg)?;
             let new = Arc::new(KeyFileProvider::open_or_create(&new_kek_file)?);
-            let n = store.rewrap(new).await?;
+            let n = store.rewrap(new.clone()).await?;
+            // The sealed cluster CA moves with the data keys.
+            if Pki::rewrap(&cfg.data_dir, old.as_ref(), new.as_ref())? {
+                println!("re-sealed the cluster CA");
+            }
             println!("re-wrapped {n} data keys; start the server with --kek-file {}", new_kek_file.display());
         }
         StoreCommand::Status(a) => {

@@ -233,3 +233,21 @@ fn bare_nitro_documents_verify_and_tampered_ones_fail_distinctly() {
     std::fs::write(&tampered, &bytes[..100]).expect("write");
     fails(&["--nitro-doc", tampered.to_str().expect("utf-8"), "--at", at], "malformed CBOR");
 }
+
+#[test]
+fn production_mode_refuses_the_simulation_unless_told_otherwise() {
+    let dir = scratch();
+    let mut cmd = daas_command();
+    cmd.args(["server", "--etcd-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0", "--tee-mode", "production", "--data-dir"])
+        .arg(dir.path());
+    let out = run_command(cmd, "daas server --tee-mode production", COMMAND_TIMEOUT);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("refusing to run simulated"), "{out}");
+    assert!(!dir.path().join("data.redb").exists(), "nothing may be created before the refusal");
+    let server = Server::start_in_with(dir.path(), &["--tee-mode", "production", "--danger-allow-simulated-tee"]);
+    assert!(server.stderr_text().contains("DANGER: --danger-allow-simulated-tee"), "{}", server.stderr_text());
+    // Unknown TEE names are settings errors (exit 2).
+    let out = daas(&["server", "--tee", "sgx", "--data-dir", dir.path().to_str().expect("utf-8")]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("intel-sgx"), "{out}");
+}

@@ -195,7 +195,10 @@ fn fatal_error_names_its_cause_once() {
     let addr = taken.local_addr().expect("bound").to_string();
     let dir = scratch();
     let data_dir = dir.path().join("data");
-    let out = daas(&["server", "--data-dir", data_dir.to_str().expect("utf-8 path"), "--etcd-listen", &addr], &[]);
+    let out = daas(
+        &["server", "--data-dir", data_dir.to_str().expect("utf-8 path"), "--etcd-listen", &addr, "--https-listen", "127.0.0.1:0"],
+        &[],
+    );
     assert!(!out.killed && out.code == Some(1), "expected exit code 1 for a port in use:\n{out}");
     let last = out.last_stderr_line();
     assert!(last.starts_with("daas: ") && last.contains(&addr), "the last line does not report the address:\n{out}");
@@ -231,7 +234,20 @@ fn json_log_format_covers_fatal_errors() {
     let addr = taken.local_addr().expect("bound").to_string();
     let dir = scratch();
     let data_dir = dir.path().join("data");
-    let out = daas(&["server", "--log-format", "json", "--data-dir", data_dir.to_str().expect("utf-8 path"), "--etcd-listen", &addr], &[]);
+    let out = daas(
+        &[
+            "server",
+            "--log-format",
+            "json",
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+            "--etcd-listen",
+            &addr,
+            "--https-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
     assert!(!out.killed && out.code == Some(1), "expected exit code 1 for a port in use:\n{out}");
     assert!(out.stderr.contains(&addr), "the error does not name the address:\n{out}");
     for line in out.stderr.lines().filter(|l| !l.trim().is_empty()) {

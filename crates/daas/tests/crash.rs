@@ -154,7 +154,7 @@ async fn a_damaged_write_ahead_log_stops_the_server() {
     std::fs::write(&wal, &bytes).expect("write segment");
 
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_daas"))
-        .args(["server", "--etcd-listen", "127.0.0.1:0", "--data-dir"])
+        .args(["server", "--etcd-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env_remove("DAAS_LOG_LEVEL")
         .stdin(std::process::Stdio::null())

@@ -2,7 +2,7 @@
 //! each written as its length (u32, big-endian) followed by its bytes, the first field being a
 //! domain-separation label. Two different lists never encode to the same bytes, and a signature
 //! made for one purpose (a report) can never be replayed as another (simulated evidence).
-//! docs/design.md, "Attestation report", spells out the field lists.
+//! docs/attestation.md, "Attestation report", spells out the field lists.
 
 /// Encodes `domain` and then every field, each as `len u32 BE | bytes`.
 pub fn encode(domain: &str, fields: &[&[u8]]) -> Vec<u8> {

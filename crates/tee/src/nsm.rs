@@ -3,7 +3,7 @@
 //! public key, the client's nonce and our user data in fields of their own; the measurement is
 //! PCR0, the hash of the enclave image.
 //!
-//! Nitro has no sealing key. Our choice (docs/design.md, "Nitro key provisioning"): the KEK is
+//! Nitro has no sealing key. Our choice (docs/attestation.md, "Nitro key provisioning"): the KEK is
 //! provisioned after boot by the operator over vsock, encrypted to a key the enclave attests,
 //! as Nautilus provisions its secrets. Until that channel exists, a Nitro master takes its KEK
 //! from `--kek-file` and [`NitroTee::sealing_key`] says so.
@@ -78,7 +78,7 @@ impl TeeProvider for NitroTee {
 
     fn sealing_key(&self) -> Result<Zeroizing<[u8; 32]>, TeeError> {
         Err(TeeError::Unsupported(
-            "AWS Nitro Enclaves have no sealing key, and KEK provisioning over vsock is not built yet: start the master with --kek-file (see docs/design.md, \"Nitro key provisioning\")".into(),
+            "AWS Nitro Enclaves have no sealing key, and KEK provisioning over vsock is not built yet: start the master with --kek-file (see docs/attestation.md, \"Nitro key provisioning\")".into(),
         ))
     }
 }

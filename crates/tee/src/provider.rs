@@ -53,7 +53,7 @@ impl fmt::Display for TeeType {
 }
 
 /// How much a TEE protects, as a number that only grows with protection (the seed reported an
-/// integer too). See docs/design.md, "Security levels".
+/// integer too). See docs/attestation.md, "Security levels".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SecurityLevel(pub u8);
 

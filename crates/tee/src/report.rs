@@ -1,7 +1,7 @@
 //! The attestation report the server hands out at `GET /api/v1/attestation` and the
 //! [`Attester`] that makes it: TEE evidence over the client's nonce, the enclave's public key
 //! and the hash of the TLS CA, wrapped with the measurement and metadata and signed by the
-//! enclave key. docs/design.md, "Attestation report", gives the JSON fields and the exact bytes
+//! enclave key. docs/attestation.md, "Attestation report", gives the JSON fields and the exact bytes
 //! the signature covers.
 
 use std::sync::Arc;

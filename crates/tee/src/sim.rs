@@ -6,7 +6,7 @@
 //! simulated *platform key*, an Ed25519 key that signs evidence the way a TEE vendor's key
 //! would; the second half is the root of the sealing key, so the same install reopens its
 //! store and another install cannot. The measurement is SHA-384 of the running executable
-//! ([`measure_executable`], also printed by `daas measure`). Evidence layout: docs/design.md,
+//! ([`measure_executable`], also printed by `daas measure`). Evidence layout: docs/attestation.md,
 //! "Simulated evidence".
 
 use std::io::Read as _;

@@ -107,7 +107,7 @@ fn resign(r: &AttestationReport, key: &EnclaveIdentity) -> String {
 
 #[test]
 fn the_documented_signing_bytes_are_the_real_ones() {
-    // `resign` follows docs/design.md; if it reproduces a genuine signature byte for byte, the
+    // `resign` follows docs/attestation.md; if it reproduces a genuine signature byte for byte, the
     // documentation matches the code.
     let dir = tempfile::tempdir().unwrap();
     let tee = Arc::new(SimulatedTee::open_or_create(&dir.path().join("k")).unwrap());
