@@ -1,8 +1,9 @@
-//! The master's HTTPS API. For now it serves the seed's trust endpoints (health, attestation,
-//! security context) over TLS rooted in the enclave's CA ([`pki`]); the Kubernetes API joins it
-//! on the same listener. Start with [`serve`].
+//! The master's HTTPS API: the Kubernetes API ([`k8s`]) over the sealed store and the seed's
+//! trust endpoints (health, attestation, security context), on one TLS listener rooted in the
+//! enclave's CA ([`pki`]). Start with [`router`] and [`serve`].
 #![forbid(unsafe_code)]
 
+pub mod k8s;
 pub mod pki;
 pub mod trust;
 
@@ -20,14 +21,16 @@ use tokio_rustls::TlsAcceptor;
 pub use pki::{Pki, PkiError};
 pub use trust::TrustState;
 
-/// The routes, without transport (tests may drive it directly).
-pub fn router(trust: Arc<TrustState>) -> Router {
+/// The routes, without transport (tests may drive it directly): the trust endpoints, and
+/// everything else to the Kubernetes API.
+pub fn router(trust: Arc<TrustState>, api: Arc<k8s::Api>) -> Router {
     Router::new()
         .route("/health", get(trust::health))
         .route("/api/v1/attestation", get(trust::attestation))
         .route("/api/v1/security-context", get(trust::security_context))
-        .fallback(|| async { trust::error(axum::http::StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(trust)
+        .with_state::<Arc<k8s::Api>>(trust)
+        .fallback(k8s::handler)
+        .with_state(api)
 }
 
 /// Binds `listen` and serves `router` over TLS with `tls` until `shutdown` resolves. Returns
@@ -38,7 +41,16 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()> + Send + 'static)> {
-    let listener = TcpListener::bind(listen).await?;
+    serve_on(TcpListener::bind(listen).await?, tls, router, shutdown)
+}
+
+/// As [`serve`], on a listener the caller bound.
+pub fn serve_on(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, impl Future<Output = ()> + Send + 'static)> {
     let addr = listener.local_addr()?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let serving = async move {
@@ -58,7 +70,7 @@ pub async fn serve(
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
-            let service = TowerToHyperService::new(router.clone());
+            let router = router.clone();
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
@@ -71,6 +83,14 @@ pub async fn serve(
                         return;
                     }
                 };
+                // The verified client chain (if any) rides on every request of the connection.
+                let peer_certs = tls.get_ref().1.peer_certificates().map(|c| k8s::auth::PeerCerts(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect())));
+                let service = TowerToHyperService::new(router.layer(axum::middleware::from_fn(move |mut req: axum::extract::Request, next: axum::middleware::Next| {
+                    if let Some(p) = &peer_certs {
+                        req.extensions_mut().insert(p.clone());
+                    }
+                    next.run(req)
+                })));
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
                     tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");

@@ -152,13 +152,68 @@ impl Pki {
         let cert = params.signed_by(&key, &self.issuer)?;
         let chain = vec![cert.der().clone(), self.ca_der.clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone())?;
+        // Client certificates are optional at the TLS layer (attestation and health are
+        // public); the API authenticates whoever presented one chained to the cluster CA.
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| PkiError::Format(format!("client verifier: {e}")))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(cfg)
     }
+}
+
+impl Pki {
+    /// A client certificate for `user` in `groups` (CN and O, as Kubernetes reads them),
+    /// valid for `days`. Returns the certificate and its PKCS#8 key, both PEM.
+    pub fn client_certificate(&self, user: &str, groups: &[String], days: i64) -> Result<(String, String), PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        for g in groups {
+            params.distinguished_name.push(DnType::OrganizationName, g.as_str());
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(days);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((pem_certificate(cert.der()), key.serialize_pem()))
+    }
+}
+
+/// Credentials a kubeconfig carries.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    ClientCertificate { cert_pem: String, key_pem: String },
+    Token(String),
+    None,
+}
+
+/// A kubeconfig (YAML) for `server`, trusting `ca_pem`, with one user.
+pub fn kubeconfig(server: &str, ca_pem: &str, cluster: &str, user: &str, creds: &Credentials) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let user_block = match creds {
+        Credentials::ClientCertificate { cert_pem, key_pem } => {
+            format!("    client-certificate-data: {}\n    client-key-data: {}\n", b64(cert_pem), b64(key_pem))
+        }
+        Credentials::Token(t) => format!("    token: {t}\n"),
+        Credentials::None => "    {}\n".to_string(),
+    };
+    let user_block = if matches!(creds, Credentials::None) { "  user: {}\n".to_string() } else { format!("  user:\n{user_block}") };
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {user}\ncurrent-context: {cluster}\npreferences: {{}}\nusers:\n- name: {user}\n{user_block}",
+        ca = b64(ca_pem)
+    )
 }
 
 /// PEM text of one certificate.

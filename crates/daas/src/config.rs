@@ -68,6 +68,24 @@ pub struct ServerSettings {
     /// DANGER: store values in the clear (for measuring what sealing costs; never in production)
     #[arg(long, env = "DAAS_DANGER_UNSEALED_STORAGE", num_args = 0..=1, default_missing_value = "true")]
     pub danger_unsealed_storage: Option<bool>,
+    /// Where to write the admin kubeconfig (mode 0600) [default: DATA_DIR/admin.kubeconfig]
+    #[arg(long, env = "DAAS_WRITE_KUBECONFIG")]
+    pub write_kubeconfig: Option<String>,
+    /// IPv4 range Service ClusterIPs are allocated from [default: 10.43.0.0/16]
+    #[arg(long, env = "DAAS_SERVICE_CIDR")]
+    pub service_cidr: Option<String>,
+    /// Bearer tokens: CSV lines token,user,uid,"group1,group2" (kube-apiserver's format)
+    #[arg(long, env = "DAAS_TOKEN_AUTH_FILE")]
+    pub token_auth_file: Option<String>,
+    /// YAML policy of what the stake tiers read, write and admin may do
+    #[arg(long, env = "DAAS_AUTHORIZATION_CONFIG")]
+    pub authorization_config: Option<String>,
+    /// Append a JSON line per mutating Kubernetes API request here [default: DATA_DIR/audit.log]
+    #[arg(long, env = "DAAS_AUDIT_LOG")]
+    pub audit_log: Option<String>,
+    /// Most Kubernetes API requests served at once (watches excepted); more get 429 [default: 400]
+    #[arg(long, env = "DAAS_MAX_REQUESTS_INFLIGHT", allow_hyphen_values = true)]
+    pub max_requests_inflight: Option<String>,
 }
 
 impl ServerSettings {
@@ -94,7 +112,13 @@ impl ServerSettings {
             watch_progress_interval,
             runtime_threads,
             wal_segment_bytes,
-            danger_unsealed_storage
+            danger_unsealed_storage,
+            write_kubeconfig,
+            service_cidr,
+            token_auth_file,
+            authorization_config,
+            audit_log,
+            max_requests_inflight
         )
     }
 }
@@ -118,6 +142,12 @@ pub struct ServerConfig {
     pub runtime_threads: usize,
     pub wal_segment_bytes: u64,
     pub danger_unsealed_storage: bool,
+    pub write_kubeconfig: PathBuf,
+    pub service_cidr: (std::net::Ipv4Addr, u8),
+    pub token_auth_file: Option<PathBuf>,
+    pub authorization: daas_apiserver::k8s::auth::Policy,
+    pub audit_log: PathBuf,
+    pub max_requests_inflight: usize,
 }
 
 /// The default data directory: /var/lib/daas for root, ~/.local/share/daas otherwise.
@@ -244,6 +274,8 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
     let cert = check_file("etcd-cert-file", &s.etcd_cert_file);
     let key = check_file("etcd-key-file", &s.etcd_key_file);
     let client_ca = check_file("etcd-client-ca-file", &s.etcd_client_ca_file);
+    let token_auth_file = check_file("token-auth-file", &s.token_auth_file);
+    let authorization_path = check_file("authorization-config", &s.authorization_config);
     let etcd_tls = match (cert, key) {
         (Some(cert), Some(key)) => Some(daas_etcd::TlsFiles { cert, key, client_ca }),
         (None, None) => {
@@ -273,6 +305,20 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
     let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
     let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
     let kek_file = s.kek_file.as_deref().map(PathBuf::from);
+    let write_kubeconfig = s.write_kubeconfig.as_deref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("admin.kubeconfig"));
+    let audit_log = s.audit_log.as_deref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("audit.log"));
+    let service_cidr = daas_apiserver::k8s::parse_cidr(s.service_cidr.as_deref().unwrap_or("10.43.0.0/16")).unwrap_or_else(|e| {
+        errors.push(format!("service-cidr: {e}"));
+        (std::net::Ipv4Addr::new(10, 43, 0, 0), 16)
+    });
+    let authorization = match authorization_path {
+        Some(p) => daas_apiserver::k8s::auth::Policy::load(&p).unwrap_or_else(|e| {
+            errors.push(format!("authorization-config: {e}"));
+            Default::default()
+        }),
+        None => Default::default(),
+    };
+    let max_requests_inflight = num(&mut errors, "max-requests-inflight", &s.max_requests_inflight, 400usize, 1);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -293,6 +339,12 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         runtime_threads,
         wal_segment_bytes,
         danger_unsealed_storage: s.danger_unsealed_storage.unwrap_or(false),
+        write_kubeconfig,
+        service_cidr,
+        token_auth_file,
+        authorization,
+        audit_log,
+        max_requests_inflight,
     })
 }
 

@@ -110,7 +110,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     );
     let trust = Arc::new(TrustState {
         attester,
-        components: vec!["store".into(), "etcd-api".into(), "https-api".into(), "attestation".into()],
+        components: vec!["store".into(), "etcd-api".into(), "https-api".into(), "attestation".into(), "kubernetes-api".into()],
         key_provider: provider.name(),
         store_sealed: !cfg.danger_unsealed_storage,
     });
@@ -128,12 +128,36 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
-    let (https_addr, https) = daas_apiserver::serve(cfg.https_listen, tls, daas_apiserver::router(trust), stopped())
-        .await
-        .with_context(|| format!("listening on {}", cfg.https_listen))?;
+    // The Kubernetes API. Bind first, so the kubeconfig names the real port.
+    let https_socket = tokio::net::TcpListener::bind(cfg.https_listen).await.with_context(|| format!("listening on {}", cfg.https_listen))?;
+    let https_addr = https_socket.local_addr()?;
+    let local_url = {
+        let ip = if https_addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { https_addr.ip() };
+        format!("https://{}", std::net::SocketAddr::new(ip, https_addr.port()))
+    };
+    let pki = Arc::new(pki);
+    let authn = match &cfg.token_auth_file {
+        Some(p) => daas_apiserver::k8s::auth::Authenticator::with_token_file(p).map_err(anyhow::Error::msg)?,
+        None => Default::default(),
+    };
+    let api_config = daas_apiserver::k8s::ApiConfig {
+        service_cidr: cfg.service_cidr,
+        max_in_flight: cfg.max_requests_inflight,
+        ..Default::default()
+    };
+    let authz = daas_apiserver::k8s::auth::Authorizer { policy: cfg.authorization.clone() };
+    let api = daas_apiserver::k8s::Api::new(store.clone(), authn, authz, api_config)
+        .with_audit_log(&cfg.audit_log)
+        .with_context(|| format!("opening the audit log {}", cfg.audit_log.display()))?
+        .with_kubeconfigs(daas_apiserver::k8s::KubeconfigSource { pki: pki.clone(), server: local_url.clone() });
+    let api = Arc::new(api);
+    api.bootstrap().await.map_err(|e| anyhow::anyhow!("creating the system namespaces: {e}"))?;
+    write_admin_kubeconfig(&cfg.write_kubeconfig, &pki, &local_url)?;
+    let (https_addr, https) = daas_apiserver::serve_on(https_socket, tls, daas_apiserver::router(trust, api), stopped())?;
     tracing::info!(addr = %https_addr, "HTTPS API listening");
     let https = tokio::spawn(https);
     println!("daas: https API on https://{https_addr}");
+    println!("daas: admin kubeconfig written to {}", cfg.write_kubeconfig.display());
 
     let mut ecfg = daas_etcd::EtcdConfig::new(cfg.etcd_listen);
     ecfg.tls = cfg.etcd_tls.clone();
@@ -150,6 +174,36 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     let _ = https.await;
     drop(store);
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Writes a kubeconfig with a fresh `system:admin` (group `system:masters`) client
+/// certificate, mode 0600, as k3s writes its k3s.yaml.
+fn write_admin_kubeconfig(path: &std::path::Path, pki: &Pki, server: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let (cert_pem, key_pem) = pki.client_certificate("system:admin", &["system:masters".to_string()], 365)?;
+    let text = daas_apiserver::pki::kubeconfig(
+        server,
+        &pki.ca_pem(),
+        "k3s-daas",
+        "system:admin",
+        &daas_apiserver::pki::Credentials::ClientCertificate { cert_pem, key_pem },
+    );
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

@@ -1,0 +1,323 @@
+//! The Kubernetes API, served natively over the sealed store: discovery, CRUD on every row of
+//! [`registry::RESOURCES`], list/watch, patches, tables, authentication and authorization.
+//! Objects are JSON under `/registry/...` keys like kube-apiserver's; `resourceVersion` is the
+//! store revision. Start with [`Api::handle`].
+
+pub mod auth;
+mod crud;
+pub mod discovery;
+pub mod meta;
+pub mod patch;
+pub mod registry;
+pub mod request;
+pub mod selector;
+pub mod status;
+pub mod strategy;
+pub mod table;
+mod watch;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use daas_store::Store;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use auth::{Authenticator, Authorizer, PeerCerts, User};
+use request::Output;
+use status::ApiError;
+
+/// Largest request body accepted (kube-apiserver's limit is 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Settings of the Kubernetes API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Service ClusterIPs come from here (`--service-cidr`, IPv4).
+    pub service_cidr: (Ipv4Addr, u8),
+    /// Most requests served at once (watches excepted); more get 429.
+    pub max_in_flight: usize,
+    /// How often an idle watch that asked for bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// Events buffered per watch before a slow watcher is ended (it relists).
+    pub watch_buffer: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            service_cidr: (Ipv4Addr::new(10, 43, 0, 0), 16),
+            max_in_flight: 400,
+            bookmark_interval: Duration::from_secs(30),
+            watch_buffer: 1024,
+        }
+    }
+}
+
+/// Parses `10.43.0.0/16`.
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (ip, bits) = s.split_once('/').ok_or_else(|| format!("{s}: expected an IPv4 CIDR like 10.43.0.0/16"))?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{s}: {ip} is not an IPv4 address"))?;
+    let bits: u8 = bits.parse().map_err(|_| format!("{s}: bad prefix length"))?;
+    if !(8..=30).contains(&bits) {
+        return Err(format!("{s}: prefix length must be between 8 and 30"));
+    }
+    let mask = u32::MAX << (32 - bits);
+    Ok((Ipv4Addr::from(u32::from(ip) & mask), bits))
+}
+
+/// The Kubernetes API state shared by every request.
+pub struct Api {
+    pub store: Store,
+    pub authn: Authenticator,
+    pub authz: Authorizer,
+    pub config: ApiConfig,
+    inflight: Arc<Semaphore>,
+    audit: Option<parking_lot::Mutex<std::fs::File>>,
+    kubeconfigs: Option<KubeconfigSource>,
+}
+
+/// What `/kubectl/config` needs to issue kubeconfigs.
+#[derive(Debug, Clone)]
+pub struct KubeconfigSource {
+    pub pki: Arc<crate::Pki>,
+    /// The URL clients reach this server at.
+    pub server: String,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
+
+impl Api {
+    pub fn new(store: Store, authn: Authenticator, authz: Authorizer, config: ApiConfig) -> Self {
+        let inflight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+        Api { store, authn, authz, config, inflight, audit: None, kubeconfigs: None }
+    }
+
+    /// Appends one JSON line per mutating request to `path`.
+    pub fn with_audit_log(mut self, path: &std::path::Path) -> std::io::Result<Self> {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        self.audit = Some(parking_lot::Mutex::new(f));
+        Ok(self)
+    }
+
+    /// Lets `/kubectl/config` issue kubeconfigs signed by `source.pki`.
+    pub fn with_kubeconfigs(mut self, source: KubeconfigSource) -> Self {
+        self.kubeconfigs = Some(source);
+        self
+    }
+
+    /// `GET /kubectl/config`: a kubeconfig for the caller: its own token, or a fresh client
+    /// certificate for the same identity (CN and groups), valid for a year.
+    fn kubeconfig_for(&self, user: &User) -> Response {
+        let Some(src) = &self.kubeconfigs else {
+            return ApiError::unavailable("this server does not issue kubeconfigs").into_response();
+        };
+        let creds = match &user.token {
+            Some(t) => crate::pki::Credentials::Token(t.clone()),
+            None => {
+                let groups: Vec<String> = user.groups.iter().filter(|g| *g != "system:authenticated").cloned().collect();
+                match src.pki.client_certificate(&user.name, &groups, 365) {
+                    Ok((cert_pem, key_pem)) => crate::pki::Credentials::ClientCertificate { cert_pem, key_pem },
+                    Err(e) => return ApiError::internal(e.to_string()).into_response(),
+                }
+            }
+        };
+        let text = crate::pki::kubeconfig(&src.server, &src.pki.ca_pem(), "k3s-daas", &user.name, &creds);
+        let mut r = (StatusCode::OK, text).into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+        r
+    }
+
+    /// Creates what a cluster has from its first start: the four system namespaces and the
+    /// `default/kubernetes` service. Idempotent.
+    pub async fn bootstrap(self: &Arc<Self>) -> Result<(), ApiError> {
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            match self.create_object(registry::by_kind(registry::Kind::Namespace), None, obj).await {
+                Ok(_) => tracing::info!(namespace = ns, "created system namespace"),
+                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let first = Ipv4Addr::from(u32::from(self.config.service_cidr.0) + 1).to_string();
+        let svc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": first, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});
+        match self.create_object(registry::by_kind(registry::Kind::Service), Some("default"), svc).await {
+            Ok(_) | Err(ApiError { reason: "AlreadyExists", .. }) => {}
+            Err(e) => return Err(e),
+        }
+        // Namespaces whose deletion was under way when the server stopped.
+        let nss = self.store.range_now(&daas_store::RangeRequest::new(prefix_span(registry::by_kind(registry::Kind::Namespace).storage)))?;
+        for kv in nss.kvs {
+            if let Ok(v) = serde_json::from_slice::<Value>(&kv.value)
+                && meta::is_deleting(&v)
+            {
+                self.clone().spawn_namespace_cleanup(meta::name(&v).to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves one request of the Kubernetes API (and the health/version endpoints).
+    pub async fn handle(self: Arc<Self>, req: Request) -> Response {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_string();
+        let q = request::parse_query(parts.uri.query());
+        if PUBLIC_PATHS.iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
+            return public(&path);
+        }
+        let authz_header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let user = match self.authn.authenticate(parts.extensions.get::<PeerCerts>(), authz_header) {
+            Ok(Some(u)) => u,
+            Ok(None) => return ApiError::unauthorized().into_response(),
+            Err(e) => return e.into_response(),
+        };
+        match path.as_str() {
+            "/kubectl/config" => return self.kubeconfig_for(&user),
+            "/kubectl/health" => {
+                let rev = self.store.current_revision();
+                return json_response(
+                    StatusCode::OK,
+                    &json!({"status": "healthy", "kubernetes_api": "native", "version": discovery::version()["gitVersion"], "store_revision": rev, "user": user.name}),
+                );
+            }
+            _ => {}
+        }
+        let info = match request::parse(&parts.method, &path, &q) {
+            Ok(Some(i)) => i,
+            Ok(None) => return discovery_response(&path, &parts.headers),
+            Err(e) => return e.into_response(),
+        };
+        let attrs = auth::Attributes::of(&info);
+        if let Err(why) = self.authz.check(&user, &attrs) {
+            let e = auth::forbidden(&user, &attrs, &why);
+            self.audit(&user, &info, e.code);
+            return e.into_response();
+        }
+        let output = match request::negotiate(&parts.headers) {
+            Ok(o) => o,
+            Err(e) => return e.into_response(),
+        };
+        if info.verb == "watch" {
+            return watch::watch(self, info, q, output).await.unwrap_or_else(IntoResponse::into_response);
+        }
+        let Ok(_permit) = self.inflight.clone().try_acquire_owned() else {
+            return ApiError::too_many_requests("Too many requests, please try again later.", 1).into_response();
+        };
+        let body = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => return ApiError::too_large("the request body exceeds the 3 MiB limit").into_response(),
+        };
+        let ctx = crud::Ctx { user: &user, authz: &self.authz, q: &q, headers: &parts.headers, output };
+        let result = crud::dispatch(&self, &info, &ctx, body).await;
+        let code = match &result {
+            Ok(r) => r.status().as_u16(),
+            Err(e) => e.code,
+        };
+        if !matches!(info.verb, "get" | "list") {
+            self.audit(&user, &info, code);
+        }
+        result.unwrap_or_else(IntoResponse::into_response)
+    }
+
+    fn audit(&self, user: &User, info: &request::RequestInfo, code: u16) {
+        let Some(f) = &self.audit else { return };
+        let line = json!({
+            "ts": meta::now_rfc3339(),
+            "user": user.name,
+            "groups": user.groups,
+            "auth": user.method,
+            "verb": info.verb,
+            "group": info.rt.group,
+            "resource": info.resource_path(),
+            "namespace": info.namespace,
+            "name": info.name,
+            "code": code,
+            "result": if code < 400 { "allowed" } else { "failed" },
+        });
+        use std::io::Write as _;
+        let mut f = f.lock();
+        if let Err(e) = writeln!(f, "{line}") {
+            tracing::warn!(error = %e, "writing the audit log failed");
+        }
+    }
+}
+
+/// The store span of every key under `prefix`.
+pub(crate) fn prefix_span(prefix: &str) -> daas_store::KeySpan {
+    let start = bytes::Bytes::copy_from_slice(prefix.as_bytes());
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    daas_store::KeySpan::Range { start, end: Some(bytes::Bytes::from(end)) }
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    let mut r = (code, serde_json::to_vec(v).unwrap_or_default()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn public(path: &str) -> Response {
+    if path == "/version" {
+        return json_response(StatusCode::OK, &discovery::version());
+    }
+    let mut r = (StatusCode::OK, "ok").into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn discovery_response(path: &str, headers: &axum::http::HeaderMap) -> Response {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let agg = request::wants_aggregated(headers);
+    let v = match (parts.as_slice(), agg) {
+        (["api"], Some(dv)) | (["apis"], Some(dv)) => {
+            let mut r = json_response(StatusCode::OK, &discovery::aggregated(parts[0] == "api", dv));
+            let ct = format!("application/json;g=apidiscovery.k8s.io;v={dv};as=APIGroupDiscoveryList");
+            if let Ok(h) = HeaderValue::from_str(&ct) {
+                r.headers_mut().insert(header::CONTENT_TYPE, h);
+            }
+            return r;
+        }
+        (["api"], None) => Some(discovery::api_versions()),
+        (["apis"], None) => Some(discovery::group_list()),
+        (["api", v], _) => discovery::resource_list("", v),
+        (["apis", g], _) => discovery::group(g),
+        (["apis", g, v], _) => discovery::resource_list(g, v),
+        _ => None,
+    };
+    match v {
+        Some(v) => json_response(StatusCode::OK, &v),
+        None => ApiError::path_not_found().into_response(),
+    }
+}
+
+/// Encodes `v` as the client asked (JSON or YAML; tables are built by the caller).
+pub(crate) fn encode(code: StatusCode, v: &Value, output: Output) -> Response {
+    if output == Output::Yaml
+        && let Ok(text) = serde_saphyr::to_string(v)
+    {
+        let mut r = (code, text).into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+        return r;
+    }
+    json_response(code, v)
+}
+
+/// axum entry point.
+pub async fn handler(State(api): State<Arc<Api>>, req: Request<Body>) -> Response {
+    api.handle(req).await
+}
