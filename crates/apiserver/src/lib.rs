@@ -84,13 +84,19 @@ pub fn serve_on(
                     }
                 };
                 // The verified client chain (if any) rides on every request of the connection.
-                let peer_certs = tls.get_ref().1.peer_certificates().map(|c| k8s::auth::PeerCerts(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect())));
-                let service = TowerToHyperService::new(router.layer(axum::middleware::from_fn(move |mut req: axum::extract::Request, next: axum::middleware::Next| {
-                    if let Some(p) = &peer_certs {
-                        req.extensions_mut().insert(p.clone());
-                    }
-                    next.run(req)
-                })));
+                let peer_certs = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| k8s::auth::PeerCerts(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect())));
+                let service = TowerToHyperService::new(router.layer(axum::middleware::from_fn(
+                    move |mut req: axum::extract::Request, next: axum::middleware::Next| {
+                        if let Some(p) = &peer_certs {
+                            req.extensions_mut().insert(p.clone());
+                        }
+                        next.run(req)
+                    },
+                )));
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
                     tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");

@@ -129,7 +129,8 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     });
 
     // The Kubernetes API. Bind first, so the kubeconfig names the real port.
-    let https_socket = tokio::net::TcpListener::bind(cfg.https_listen).await.with_context(|| format!("listening on {}", cfg.https_listen))?;
+    let https_socket =
+        tokio::net::TcpListener::bind(cfg.https_listen).await.with_context(|| format!("listening on {}", cfg.https_listen))?;
     let https_addr = https_socket.local_addr()?;
     let local_url = {
         let ip = if https_addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { https_addr.ip() };
@@ -140,11 +141,8 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         Some(p) => daas_apiserver::k8s::auth::Authenticator::with_token_file(p).map_err(anyhow::Error::msg)?,
         None => Default::default(),
     };
-    let api_config = daas_apiserver::k8s::ApiConfig {
-        service_cidr: cfg.service_cidr,
-        max_in_flight: cfg.max_requests_inflight,
-        ..Default::default()
-    };
+    let api_config =
+        daas_apiserver::k8s::ApiConfig { service_cidr: cfg.service_cidr, max_in_flight: cfg.max_requests_inflight, ..Default::default() };
     let authz = daas_apiserver::k8s::auth::Authorizer { policy: cfg.authorization.clone() };
     let api = daas_apiserver::k8s::Api::new(store.clone(), authn, authz, api_config)
         .with_audit_log(&cfg.audit_log)

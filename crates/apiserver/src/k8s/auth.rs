@@ -99,7 +99,16 @@ impl Authenticator {
             if token.is_empty() || user.is_empty() {
                 return Err(format!("{} line {}: expected token,user,uid[,\"groups\"]", path.display(), n + 1));
             }
-            let groups = parts.next().unwrap_or("").trim().trim_matches('"').split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect();
+            let groups = parts
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"')
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect();
             tokens.insert(token.to_string(), TokenEntry { user: user.to_string(), uid: uid.to_string(), groups });
         }
         Ok(Authenticator { tokens })
@@ -281,7 +290,13 @@ mod tests {
     use super::*;
 
     fn user(groups: &[&str]) -> User {
-        User { name: "alice".into(), uid: String::new(), groups: groups.iter().map(|g| g.to_string()).collect(), method: "token", token: None }
+        User {
+            name: "alice".into(),
+            uid: String::new(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            method: "token",
+            token: None,
+        }
     }
 
     fn attrs<'a>(verb: &'a str, resource: &'a str, namespaced: bool) -> Attributes<'a> {
@@ -308,7 +323,10 @@ mod tests {
     fn denial_names_who_what_and_why() {
         let e = forbidden(&user(&[]), &attrs("list", "pods", true), "because");
         assert_eq!(e.code, 403);
-        assert_eq!(e.message, "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\": because");
+        assert_eq!(
+            e.message,
+            "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\": because"
+        );
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub async fn dispatch(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, body: B
             let (pod, _) = api.read(rt, info.namespace.as_deref(), name(info)?).await?;
             match pod.pointer("/spec/nodeName").and_then(Value::as_str) {
                 None => Err(ApiError::bad_request(format!("pod \"{}\" is not scheduled to a node yet", meta::name(&pod)))),
-                Some(node) => Err(ApiError::unavailable(format!("node \"{node}\" has no agent connection to serve {}", info.resource_path()))),
+                Some(node) => {
+                    Err(ApiError::unavailable(format!("node \"{node}\" has no agent connection to serve {}", info.resource_path())))
+                }
             }
         }
         ("create", Some(Sub::Binding)) => bind(api, info, ctx, &body).await,
@@ -85,7 +87,9 @@ pub async fn dispatch(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, body: B
                 ))
             })?;
             if pt == PatchType::Apply {
-                return Err(ApiError::unsupported_media("server-side apply (application/apply-patch+yaml) is not served yet; use client-side kubectl apply"));
+                return Err(ApiError::unsupported_media(
+                    "server-side apply (application/apply-patch+yaml) is not served yet; use client-side kubectl apply",
+                ));
             }
             let p: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             update(api, info, ctx, sub, Change::Patch(pt, p)).await
@@ -125,7 +129,9 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let media = ct.split(';').next().unwrap_or("").trim();
     let v: Value = match media {
-        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))?,
+        "application/json" | "" | "*/*" => {
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))?
+        }
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
             serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))?
@@ -197,7 +203,9 @@ fn prepare_new(rt: &ResourceType, namespace: Option<&str>, obj: &mut Value) -> A
             let ns = namespace.ok_or_else(|| ApiError::bad_request("the namespace of the object must be given in the request path"))?;
             match m.get("namespace").and_then(Value::as_str) {
                 Some(n) if !n.is_empty() && n != ns => {
-                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
                 }
                 _ => {
                     m.insert("namespace".into(), json!(ns));
@@ -214,7 +222,11 @@ fn prepare_new(rt: &ResourceType, namespace: Option<&str>, obj: &mut Value) -> A
                     m.insert("name".into(), json!(n));
                 }
                 None => {
-                    return Err(ApiError::invalid(rt, "", vec![status::FieldError::required("metadata.name", "name or generateName is required")]));
+                    return Err(ApiError::invalid(
+                        rt,
+                        "",
+                        vec![status::FieldError::required("metadata.name", "name or generateName is required")],
+                    ));
                 }
             }
         }
@@ -255,7 +267,8 @@ impl Api {
         match r.kvs.into_iter().next() {
             None => Ok(None),
             Some(kv) => {
-                let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object does not decode: {e}")))?;
+                let mut v: Value =
+                    serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object does not decode: {e}")))?;
                 meta::set_resource_version(&mut v, kv.mod_revision);
                 Ok(Some((v, kv.mod_revision)))
             }
@@ -308,6 +321,9 @@ impl Api {
         for attempt in 0..8 {
             let mut extra = Vec::new();
             if rt.id == Kind::Service {
+                if self.try_read(rt, ns, meta::name(&obj)).await?.is_some() {
+                    return Err(ApiError::already_exists(rt, meta::name(&obj)));
+                }
                 extra = self.allocate_service_ip(&mut obj).await?;
             }
             let key = rt.key(ns, meta::name(&obj));
@@ -358,14 +374,25 @@ impl Api {
         let ip = match requested.filter(|s| !s.is_empty()) {
             Some(r) => {
                 let ip: std::net::Ipv4Addr = r.parse().map_err(|_| {
-                    ApiError::invalid(by_kind(Kind::Service), meta::name(svc), vec![status::FieldError::invalid("spec.clusterIPs[0]", &json!(r), "must be a valid IP address")])
+                    ApiError::invalid(
+                        by_kind(Kind::Service),
+                        meta::name(svc),
+                        vec![status::FieldError::invalid("spec.clusterIPs[0]", &json!(r), "must be a valid IP address")],
+                    )
                 })?;
                 let n = u32::from(ip);
                 if n <= base || n >= base + size - 1 {
                     return Err(ApiError::invalid(
                         by_kind(Kind::Service),
                         meta::name(svc),
-                        vec![status::FieldError::invalid("spec.clusterIPs[0]", &json!(r), format!("provided IP is not in the valid range. The range of valid IPs is {}/{bits}", std::net::Ipv4Addr::from(base)))],
+                        vec![status::FieldError::invalid(
+                            "spec.clusterIPs[0]",
+                            &json!(r),
+                            format!(
+                                "provided IP is not in the valid range. The range of valid IPs is {}/{bits}",
+                                std::net::Ipv4Addr::from(base)
+                            ),
+                        )],
                     ));
                 }
                 if self.ip_taken(ip).await? {
@@ -445,7 +472,14 @@ fn apply_change(rt: &ResourceType, sub: Option<Sub>, current: &Value, change: &C
     if sub == Some(Sub::Scale) {
         let replicas = proposed.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
         if replicas < 0 {
-            return Err(ApiError::new(422, "Invalid", format!("Scale.autoscaling \"{}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0", meta::name(current))));
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "Scale.autoscaling \"{}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0",
+                    meta::name(current)
+                ),
+            ));
         }
         if let Some(rv) = meta::meta_str(&proposed, "resourceVersion").filter(|s| !s.is_empty())
             && Some(rv) != meta::meta_str(current, "resourceVersion")
@@ -482,7 +516,14 @@ fn apply_change(rt: &ResourceType, sub: Option<Sub>, current: &Value, change: &C
         && !uid.is_empty()
         && Some(uid) != meta::meta_str(current, "uid")
     {
-        return Err(ApiError::conflict(rt, meta::name(current), &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::meta_str(current, "uid").unwrap_or(""))));
+        return Err(ApiError::conflict(
+            rt,
+            meta::name(current),
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta::meta_str(current, "uid").unwrap_or("")
+            ),
+        ));
     }
     if let Some(rv) = m.get("resourceVersion").and_then(Value::as_str)
         && !rv.is_empty()
@@ -516,7 +557,10 @@ async fn update(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, sub: Option<S
             if let (Change::Replace(v), None, Kind::Lease | Kind::Endpoints | Kind::Event) = (&change, sub, rt.id) {
                 let (obj, warnings) = admit_new(rt, ns, v.clone(), ctx)?;
                 if meta::name(&obj) != nm {
-                    return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({nm})", meta::name(&obj))));
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({}) does not match the name on the URL ({nm})",
+                        meta::name(&obj)
+                    )));
                 }
                 if ctx.dry_run() {
                     return Ok(with_warnings(one(rt, StatusCode::CREATED, &obj, ctx), &warnings));
@@ -576,16 +620,17 @@ async fn update(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, sub: Option<S
             }
         }
     }
-    Err(ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{nm}\": too many concurrent writers", rt.qualified())))
+    Err(ApiError::new(
+        409,
+        "Conflict",
+        format!("Operation cannot be fulfilled on {} \"{nm}\": too many concurrent writers", rt.qualified()),
+    ))
 }
 
 /// `autoscaling/v1` Scale of a scalable object.
 fn scale_of(obj: &Value) -> Value {
-    let selector = obj
-        .pointer("/spec/selector")
-        .and_then(|s| LabelSelector::from_object(s).ok())
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    let selector =
+        obj.pointer("/spec/selector").and_then(|s| LabelSelector::from_object(s).ok()).map(|s| s.to_string()).unwrap_or_default();
     let m = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
     json!({
         "kind": "Scale",
@@ -603,9 +648,11 @@ async fn bind(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, body: &[u8]) ->
     let rt = info.rt;
     let nm = name(info)?;
     let b = decode_body(ctx.headers, body)?;
-    let target = b.pointer("/target/name").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
-        ApiError::new(422, "Invalid", format!("Binding \"{nm}\" is invalid: target.name: Required value"))
-    })?;
+    let target = b
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::new(422, "Invalid", format!("Binding \"{nm}\" is invalid: target.name: Required value")))?;
     if let Some(kind) = b.pointer("/target/kind").and_then(Value::as_str)
         && !kind.is_empty()
         && kind != "Node"
@@ -646,26 +693,28 @@ struct DeleteOptions {
 
 fn delete_options(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<DeleteOptions> {
     let b: Value = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { decode_body(ctx.headers, body)? };
-    let grace = b
-        .get("gracePeriodSeconds")
-        .and_then(Value::as_i64)
-        .or_else(|| ctx.q.get("gracePeriodSeconds").and_then(|s| s.parse().ok()));
-    let propagation = b
-        .get("propagationPolicy")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| ctx.q.get("propagationPolicy").cloned())
-        .or_else(|| match b.get("orphanDependents").and_then(Value::as_bool).or_else(|| ctx.q.get("orphanDependents").map(|s| s == "true")) {
-            Some(true) => Some("Orphan".to_string()),
-            _ => None,
-        });
+    let grace =
+        b.get("gracePeriodSeconds").and_then(Value::as_i64).or_else(|| ctx.q.get("gracePeriodSeconds").and_then(|s| s.parse().ok()));
+    let propagation =
+        b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string).or_else(|| ctx.q.get("propagationPolicy").cloned()).or_else(
+            || match b.get("orphanDependents").and_then(Value::as_bool).or_else(|| ctx.q.get("orphanDependents").map(|s| s == "true")) {
+                Some(true) => Some("Orphan".to_string()),
+                _ => None,
+            },
+        );
     if let Some(p) = &propagation
         && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
     {
-        return Err(ApiError::bad_request(format!("propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+        )));
     }
     if grace.is_some_and(|g| g < 0) {
-        return Err(ApiError::new(422, "Invalid", "DeleteOptions.meta.k8s.io \"\" is invalid: gracePeriodSeconds: Invalid value: must be >= 0"));
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "DeleteOptions.meta.k8s.io \"\" is invalid: gracePeriodSeconds: Invalid value: must be >= 0",
+        ));
     }
     let pre = b.get("preconditions");
     Ok(DeleteOptions {
@@ -704,18 +753,39 @@ enum Deleted {
     Pending(Value),
 }
 
-async fn delete_one(api: &Arc<Api>, rt: &ResourceType, ns: Option<&str>, nm: &str, opts: &DeleteOptions, dry_run: bool) -> ApiResult<Deleted> {
+async fn delete_one(
+    api: &Arc<Api>,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    nm: &str,
+    opts: &DeleteOptions,
+    dry_run: bool,
+) -> ApiResult<Deleted> {
     loop {
         let (current, rev) = api.read(rt, ns, nm).await?;
         if let Some(uid) = &opts.uid
             && Some(uid.as_str()) != meta::meta_str(&current, "uid")
         {
-            return Err(ApiError::conflict(rt, nm, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::meta_str(&current, "uid").unwrap_or(""))));
+            return Err(ApiError::conflict(
+                rt,
+                nm,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta::meta_str(&current, "uid").unwrap_or("")
+                ),
+            ));
         }
         if let Some(want) = &opts.rv
             && Some(want.as_str()) != meta::meta_str(&current, "resourceVersion")
         {
-            return Err(ApiError::conflict(rt, nm, &format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}", meta::meta_str(&current, "resourceVersion").unwrap_or(""))));
+            return Err(ApiError::conflict(
+                rt,
+                nm,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                    meta::meta_str(&current, "resourceVersion").unwrap_or("")
+                ),
+            ));
         }
         let mut next = current.clone();
         let mut finalizers = meta::finalizers(&current);
@@ -727,7 +797,8 @@ async fn delete_one(api: &Arc<Api>, rt: &ResourceType, ns: Option<&str>, nm: &st
         let graceful_pod = rt.id == Kind::Pod
             && current.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
             && !matches!(current.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
-        let grace = opts.grace.unwrap_or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30));
+        let grace =
+            opts.grace.unwrap_or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30));
         let pending = rt.id == Kind::Namespace || !finalizers.is_empty() || (graceful_pod && grace > 0);
         if !pending {
             if dry_run {
@@ -851,7 +922,10 @@ fn encode_continue(rv: i64, start: &str) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
     let bad = || ApiError::bad_request("continue key is not valid: the token does not decode");
-    let raw = base64::engine::general_purpose::URL_SAFE.decode(token).or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token)).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token))
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
         return Err(ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"));
@@ -881,7 +955,9 @@ async fn list(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>) -> ApiResult<Re
         }
         None => {
             let rv = match q.get("resourceVersion").filter(|s| !s.is_empty() && *s != "0") {
-                Some(s) => s.parse::<i64>().map_err(|_| ApiError::bad_request(format!("resourceVersion: Invalid value: \"{s}\": must be an integer")))?,
+                Some(s) => s
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("resourceVersion: Invalid value: \"{s}\": must be an integer")))?,
                 None => 0,
             };
             let current = api.store.current_revision();
@@ -915,7 +991,8 @@ async fn list(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>) -> ApiResult<Re
         let n = r.kvs.len();
         let mut stopped_at: Option<Bytes> = None;
         for (i, kv) in r.kvs.into_iter().enumerate() {
-            let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object does not decode: {e}")))?;
+            let mut v: Value =
+                serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object does not decode: {e}")))?;
             if filtered && (!labels.matches(meta::labels(&v)) || !fields.matches(rt, &v)) {
                 continue;
             }
@@ -993,8 +1070,10 @@ fn review(info: &RequestInfo, ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<Response>
             let (allowed, reason) = match ra {
                 Some(ra) => {
                     let s = |k: &str| ra.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                    let (verb, group, resource, sub, ns, nm) = (s("verb"), s("group"), s("resource"), s("subresource"), s("namespace"), s("name"));
-                    let namespaced = super::registry::RESOURCES.iter().find(|r| r.group == group && r.plural == resource).is_none_or(|r| r.namespaced);
+                    let (verb, group, resource, sub, ns, nm) =
+                        (s("verb"), s("group"), s("resource"), s("subresource"), s("namespace"), s("name"));
+                    let namespaced =
+                        super::registry::RESOURCES.iter().find(|r| r.group == group && r.plural == resource).is_none_or(|r| r.namespaced);
                     let a = super::auth::Attributes {
                         verb: &verb,
                         group: &group,
@@ -1022,4 +1101,3 @@ fn review(info: &RequestInfo, ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<Response>
     obj["kind"] = json!(info.rt.kind);
     Ok(encode(StatusCode::CREATED, &obj, ctx.output))
 }
-

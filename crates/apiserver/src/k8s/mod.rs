@@ -7,6 +7,7 @@ pub mod auth;
 mod crud;
 pub mod discovery;
 pub mod meta;
+pub mod openapi;
 pub mod patch;
 pub mod registry;
 pub mod request;
@@ -159,7 +160,8 @@ impl Api {
             Err(e) => return Err(e),
         }
         // Namespaces whose deletion was under way when the server stopped.
-        let nss = self.store.range_now(&daas_store::RangeRequest::new(prefix_span(registry::by_kind(registry::Kind::Namespace).storage)))?;
+        let nss =
+            self.store.range_now(&daas_store::RangeRequest::new(prefix_span(registry::by_kind(registry::Kind::Namespace).storage)))?;
         for kv in nss.kvs {
             if let Ok(v) = serde_json::from_slice::<Value>(&kv.value)
                 && meta::is_deleting(&v)
@@ -186,6 +188,13 @@ impl Api {
         };
         match path.as_str() {
             "/kubectl/config" => return self.kubeconfig_for(&user),
+            "/openapi/v3" => return bytes_response(openapi::index()),
+            p if p.starts_with("/openapi/v3/") => {
+                return match openapi::group_version(&p["/openapi/v3/".len()..]) {
+                    Some(d) => bytes_response(d),
+                    None => ApiError::path_not_found().into_response(),
+                };
+            }
             "/kubectl/health" => {
                 let rev = self.store.current_revision();
                 return json_response(
@@ -267,6 +276,12 @@ pub(crate) fn prefix_span(prefix: &str) -> daas_store::KeySpan {
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
     let mut r = (code, serde_json::to_vec(v).unwrap_or_default()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn bytes_response(b: &'static [u8]) -> Response {
+    let mut r = (StatusCode::OK, b).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }

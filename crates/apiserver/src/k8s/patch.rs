@@ -54,9 +54,14 @@ fn list_strategy(path: &[String], field: &str) -> ListStrategy {
     let parent = path.iter().rev().find(|p| p.as_str() != "[]").map(String::as_str).unwrap_or("");
     let in_status = path.iter().any(|p| p == "status");
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" | "resourceClaims" | "schedulingGates" => {
-            ListStrategy::MergeByKey("name")
-        }
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "schedulingGates" => ListStrategy::MergeByKey("name"),
         "volumeMounts" => ListStrategy::MergeByKey("mountPath"),
         "volumeDevices" => ListStrategy::MergeByKey("devicePath"),
         "hostAliases" | "podIPs" | "hostIPs" => ListStrategy::MergeByKey("ip"),
@@ -215,7 +220,9 @@ fn merge_list(orig: Option<&Value>, items: &[Value], path: &mut Vec<String>, fie
 
 fn strip_directives(v: &Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives(v))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives(v))).collect())
+        }
         Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
         other => other.clone(),
     }
@@ -281,8 +288,10 @@ mod tests {
     #[test]
     fn json_and_merge_patches() {
         let doc = json!({"a": {"b": 1}, "l": [1, 2]});
-        assert_eq!(json_patch(&doc, &json!([{"op": "replace", "path": "/a/b", "value": 2}, {"op": "add", "path": "/l/-", "value": 3}])).unwrap(),
-            json!({"a": {"b": 2}, "l": [1, 2, 3]}));
+        assert_eq!(
+            json_patch(&doc, &json!([{"op": "replace", "path": "/a/b", "value": 2}, {"op": "add", "path": "/l/-", "value": 3}])).unwrap(),
+            json!({"a": {"b": 2}, "l": [1, 2, 3]})
+        );
         assert!(json_patch(&doc, &json!([{"op": "test", "path": "/a/b", "value": 9}])).is_err());
         assert_eq!(merge_patch(&doc, &json!({"a": null, "l": [9]})), json!({"l": [9]}));
     }

@@ -90,6 +90,12 @@ pub struct ResourceType {
     pub codec: Codec,
     /// `metadata.generation` is kept and bumped on spec changes.
     pub generation: bool,
+    /// Adds the type's JSON schema (and what it refers to) to an OpenAPI generator.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+fn schema_of<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<T>()
 }
 
 pub const CRUD_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -176,30 +182,161 @@ macro_rules! row {
             subresources: &[$(Sub::$sub),*],
             codec: codec::<$ty>,
             generation: $gen,
+            schema: schema_of::<$ty>,
         }
     };
 }
 
 /// Every served resource, in discovery order.
 pub static RESOURCES: &[ResourceType] = &[
-    row!(Namespace, "", "Namespace", "namespaces", "namespace", ["ns"], [], false, "/registry/namespaces/", [Status, Finalize], core::Namespace, false),
+    row!(
+        Namespace,
+        "",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        ["ns"],
+        [],
+        false,
+        "/registry/namespaces/",
+        [Status, Finalize],
+        core::Namespace,
+        false
+    ),
     row!(Pod, "", "Pod", "pods", "pod", ["po"], ["all"], true, "/registry/pods/", [Status, Binding, Log, Exec], core::Pod, false),
-    row!(Service, "", "Service", "services", "service", ["svc"], ["all"], true, "/registry/services/specs/", [Status], core::Service, false),
-    row!(Endpoints, "", "Endpoints", "endpoints", "endpoints", ["ep"], [], true, "/registry/services/endpoints/", [], core::Endpoints, false),
+    row!(
+        Service,
+        "",
+        "Service",
+        "services",
+        "service",
+        ["svc"],
+        ["all"],
+        true,
+        "/registry/services/specs/",
+        [Status],
+        core::Service,
+        false
+    ),
+    row!(
+        Endpoints,
+        "",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        ["ep"],
+        [],
+        true,
+        "/registry/services/endpoints/",
+        [],
+        core::Endpoints,
+        false
+    ),
     row!(ConfigMap, "", "ConfigMap", "configmaps", "configmap", ["cm"], [], true, "/registry/configmaps/", [], core::ConfigMap, false),
     row!(Secret, "", "Secret", "secrets", "secret", [], [], true, "/registry/secrets/", [], core::Secret, false),
     row!(Node, "", "Node", "nodes", "node", ["no"], [], false, "/registry/minions/", [Status], core::Node, false),
     row!(Event, "", "Event", "events", "event", ["ev"], [], true, "/registry/events/", [], core::Event, false),
-    row!(ServiceAccount, "", "ServiceAccount", "serviceaccounts", "serviceaccount", ["sa"], [], true, "/registry/serviceaccounts/", [], core::ServiceAccount, false),
-    row!(Deployment, "apps", "Deployment", "deployments", "deployment", ["deploy"], ["all"], true, "/registry/deployments/", [Status, Scale], apps::Deployment, true),
-    row!(ReplicaSet, "apps", "ReplicaSet", "replicasets", "replicaset", ["rs"], ["all"], true, "/registry/replicasets/", [Status, Scale], apps::ReplicaSet, true),
-    row!(DaemonSet, "apps", "DaemonSet", "daemonsets", "daemonset", ["ds"], ["all"], true, "/registry/daemonsets/", [Status], apps::DaemonSet, true),
-    row!(StatefulSet, "apps", "StatefulSet", "statefulsets", "statefulset", ["sts"], ["all"], true, "/registry/statefulsets/", [Status, Scale], apps::StatefulSet, true),
+    row!(
+        ServiceAccount,
+        "",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        ["sa"],
+        [],
+        true,
+        "/registry/serviceaccounts/",
+        [],
+        core::ServiceAccount,
+        false
+    ),
+    row!(
+        Deployment,
+        "apps",
+        "Deployment",
+        "deployments",
+        "deployment",
+        ["deploy"],
+        ["all"],
+        true,
+        "/registry/deployments/",
+        [Status, Scale],
+        apps::Deployment,
+        true
+    ),
+    row!(
+        ReplicaSet,
+        "apps",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        ["rs"],
+        ["all"],
+        true,
+        "/registry/replicasets/",
+        [Status, Scale],
+        apps::ReplicaSet,
+        true
+    ),
+    row!(
+        DaemonSet,
+        "apps",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        ["ds"],
+        ["all"],
+        true,
+        "/registry/daemonsets/",
+        [Status],
+        apps::DaemonSet,
+        true
+    ),
+    row!(
+        StatefulSet,
+        "apps",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        ["sts"],
+        ["all"],
+        true,
+        "/registry/statefulsets/",
+        [Status, Scale],
+        apps::StatefulSet,
+        true
+    ),
     row!(Job, "batch", "Job", "jobs", "job", [], ["all"], true, "/registry/jobs/", [Status], batch::Job, true),
     row!(Lease, "coordination.k8s.io", "Lease", "leases", "lease", [], [], true, "/registry/leases/", [], coordination::Lease, false),
     row!(EventV1, "events.k8s.io", "Event", "events", "event", ["ev"], [], true, "/registry/events.k8s.io/", [], events::Event, false),
-    row!(SelfSubjectAccessReview, "authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", [], [], false, "/registry/-/", [], k8s_openapi::api::authorization::v1::SelfSubjectAccessReview, false),
-    row!(SelfSubjectReview, "authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", [], [], false, "/registry/-/", [], k8s_openapi::api::authentication::v1::SelfSubjectReview, false),
+    row!(
+        SelfSubjectAccessReview,
+        "authorization.k8s.io",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        [],
+        [],
+        false,
+        "/registry/-/",
+        [],
+        k8s_openapi::api::authorization::v1::SelfSubjectAccessReview,
+        false
+    ),
+    row!(
+        SelfSubjectReview,
+        "authentication.k8s.io",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        [],
+        [],
+        false,
+        "/registry/-/",
+        [],
+        k8s_openapi::api::authentication::v1::SelfSubjectReview,
+        false
+    ),
 ];
 
 /// The row for `group/version` and `plural`.

@@ -93,7 +93,9 @@ pub fn parse(method: &Method, path: &str, q: &Query) -> Result<Option<RequestInf
         ("PATCH", true) => "patch",
         ("DELETE", true) => "delete",
         ("DELETE", false) => "deletecollection",
-        (m, _) => return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({m})"))),
+        (m, _) => {
+            return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({m})")));
+        }
     };
     if !rt.verbs().contains(&verb) && sub.is_none() {
         return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
@@ -136,7 +138,9 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Output, ApiError> {
             _ => continue,
         }
     }
-    Err(ApiError::not_acceptable(format!("only the following media types are accepted: application/json, application/yaml; the request accepts {accept}")))
+    Err(ApiError::not_acceptable(format!(
+        "only the following media types are accepted: application/json, application/yaml; the request accepts {accept}"
+    )))
 }
 
 /// True when the client asked for aggregated discovery (`as=APIGroupDiscoveryList`).
@@ -191,7 +195,12 @@ mod tests {
     #[test]
     fn accept_headers_pick_the_form() {
         let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json".parse().unwrap());
+        h.insert(
+            header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+                .parse()
+                .unwrap(),
+        );
         assert_eq!(negotiate(&h).unwrap(), Output::Table);
         h.insert(header::ACCEPT, "application/vnd.kubernetes.protobuf, */*".parse().unwrap());
         assert_eq!(negotiate(&h).unwrap(), Output::Json);

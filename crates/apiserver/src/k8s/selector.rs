@@ -148,10 +148,8 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
             return Err(format!("found '{rest}', expected: in, notin, =, ==, !="));
         };
         let set = set.trim();
-        let inner = set
-            .strip_prefix('(')
-            .and_then(|s| s.strip_suffix(')'))
-            .ok_or_else(|| format!("found '{set}', expected: '(' ... ')'"))?;
+        let inner =
+            set.strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or_else(|| format!("found '{set}', expected: '(' ... ')'"))?;
         check_key(key)?;
         let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
         if values.is_empty() {
@@ -240,7 +238,9 @@ fn extra_fields(kind: Kind) -> &'static [&'static str] {
             "source",
             "type",
         ],
-        Kind::EventV1 => &["regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid", "reason", "type", "reportingController"],
+        Kind::EventV1 => {
+            &["regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid", "reason", "type", "reportingController"]
+        }
         _ => &[],
     }
 }

@@ -89,7 +89,8 @@ fn default_pod_admission(spec: &mut Value) {
     if let Value::Array(t) = tolerations {
         for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
             let has = t.iter().any(|x| {
-                x.get("key").and_then(Value::as_str) == Some(key) || (x.get("key").is_none() && x.get("operator").and_then(Value::as_str) == Some("Exists"))
+                x.get("key").and_then(Value::as_str) == Some(key)
+                    || (x.get("key").is_none() && x.get("operator").and_then(Value::as_str) == Some("Exists"))
             });
             if !has {
                 t.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
@@ -513,7 +514,12 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
                 }
             }
             if total > 1024 * 1024 {
-                errs.push(FieldError { kind: super::status::FieldErrorKind::TooLong, field: "data".into(), value: None, detail: "must have at most 1048576 bytes".into() });
+                errs.push(FieldError {
+                    kind: super::status::FieldErrorKind::TooLong,
+                    field: "data".into(),
+                    value: None,
+                    detail: "must have at most 1048576 bytes".into(),
+                });
             }
             if rt.id == Kind::Secret
                 && let Some(old) = old

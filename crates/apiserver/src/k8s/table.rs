@@ -18,7 +18,12 @@ fn columns(kind: Kind) -> Vec<Col> {
             NAME,
             ("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
             ("Status", "string", 0, "The aggregate status of the containers in this pod."),
-            ("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            (
+                "Restarts",
+                "string",
+                0,
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            ),
             AGE,
             ("IP", "string", 1, "IP address allocated to the pod."),
             ("Node", "string", 1, "Name of the node where the pod is scheduled."),
@@ -28,7 +33,12 @@ fn columns(kind: Kind) -> Vec<Col> {
         Kind::Deployment => vec![
             NAME,
             ("Ready", "string", 0, "Number of the pod with ready state"),
-            ("Up-to-date", "string", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+            (
+                "Up-to-date",
+                "string",
+                0,
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
             ("Available", "string", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
             AGE,
             ("Containers", "string", 1, "Names of each container in the template."),
@@ -49,9 +59,19 @@ fn columns(kind: Kind) -> Vec<Col> {
             NAME,
             ("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod."),
             ("Current", "integer", 0, "The number of nodes that are running at least 1 daemon pod."),
-            ("Ready", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
+            (
+                "Ready",
+                "integer",
+                0,
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+            ),
             ("Up-to-date", "integer", 0, "The total number of nodes that are running updated daemon pod."),
-            ("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available."),
+            (
+                "Available",
+                "integer",
+                0,
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available.",
+            ),
             ("Node Selector", "string", 0, "NodeSelector is a selector which must be true for the pod to fit on a node."),
             AGE,
         ],
@@ -97,7 +117,10 @@ fn columns(kind: Kind) -> Vec<Col> {
             ("Object", "string", 0, "The object this Event is about."),
             ("Message", "string", 0, "A human-readable description of the status of this operation."),
         ],
-        _ => vec![NAME, ("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.")],
+        _ => vec![
+            NAME,
+            ("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+        ],
     }
 }
 
@@ -209,7 +232,9 @@ fn node_cells(n: &Value, now: i64) -> Vec<Value> {
         .into_iter()
         .flatten()
         .filter_map(|(k, v)| {
-            k.strip_prefix("node-role.kubernetes.io/").map(str::to_string).or_else(|| (k == "kubernetes.io/role").then(|| v.as_str().unwrap_or("").to_string()))
+            k.strip_prefix("node-role.kubernetes.io/")
+                .map(str::to_string)
+                .or_else(|| (k == "kubernetes.io/role").then(|| v.as_str().unwrap_or("").to_string()))
         })
         .filter(|r| !r.is_empty())
         .collect();
@@ -252,7 +277,8 @@ fn service_cells(v: &Value, now: i64) -> Vec<Value> {
             }
         })
         .collect();
-    let mut external: Vec<String> = v.pointer("/spec/externalIPs").and_then(Value::as_array).into_iter().flatten().map(|x| s(Some(x)).to_string()).collect();
+    let mut external: Vec<String> =
+        v.pointer("/spec/externalIPs").and_then(Value::as_array).into_iter().flatten().map(|x| s(Some(x)).to_string()).collect();
     for ing in v.pointer("/status/loadBalancer/ingress").and_then(Value::as_array).into_iter().flatten() {
         external.push(s(ing.get("ip")).to_string());
     }
@@ -262,7 +288,8 @@ fn service_cells(v: &Value, now: i64) -> Vec<Value> {
         (_, true) => "<none>".into(),
         _ => external.join(","),
     };
-    let selector: Vec<String> = v.pointer("/spec/selector").and_then(Value::as_object).into_iter().flatten().map(|(k, x)| format!("{k}={}", s(Some(x)))).collect();
+    let selector: Vec<String> =
+        v.pointer("/spec/selector").and_then(Value::as_object).into_iter().flatten().map(|(k, x)| format!("{k}={}", s(Some(x)))).collect();
     vec![
         json!(meta::name(v)),
         json!(ty),
@@ -325,11 +352,9 @@ fn cells(rt: &ResourceType, o: &Value, now: i64) -> Vec<Value> {
                 json!(age(o, now)),
             ]
         }
-        Kind::StatefulSet => vec![
-            name,
-            json!(format!("{}/{}", i(o.pointer("/status/readyReplicas")), i(o.pointer("/spec/replicas")))),
-            json!(age(o, now)),
-        ],
+        Kind::StatefulSet => {
+            vec![name, json!(format!("{}/{}", i(o.pointer("/status/readyReplicas")), i(o.pointer("/spec/replicas")))), json!(age(o, now))]
+        }
         Kind::Job => {
             let conds = o.pointer("/status/conditions").and_then(Value::as_array);
             let has = |t: &str| conds.into_iter().flatten().any(|c| s(c.get("type")) == t && s(c.get("status")) == "True");
@@ -347,16 +372,18 @@ fn cells(rt: &ResourceType, o: &Value, now: i64) -> Vec<Value> {
                 None => format!("{}/1 of {}", i(o.pointer("/status/succeeded")), i(o.pointer("/spec/parallelism")).max(1)),
             };
             let start = s(o.pointer("/status/startTime"));
-            let duration = match (meta::parse_time(start), o.pointer("/status/completionTime").and_then(Value::as_str).and_then(meta::parse_time)) {
-                (Some(a), Some(b)) => human_duration(b - a),
-                (Some(a), None) => human_duration(now - a),
-                _ => String::new(),
-            };
+            let duration =
+                match (meta::parse_time(start), o.pointer("/status/completionTime").and_then(Value::as_str).and_then(meta::parse_time)) {
+                    (Some(a), Some(b)) => human_duration(b - a),
+                    (Some(a), None) => human_duration(now - a),
+                    _ => String::new(),
+                };
             vec![name, json!(status), json!(completions), json!(duration), json!(age(o, now))]
         }
         Kind::Namespace => vec![name, json!(s(o.pointer("/status/phase"))), json!(age(o, now))],
         Kind::ConfigMap => {
-            let n = o.get("data").and_then(Value::as_object).map_or(0, |m| m.len()) + o.get("binaryData").and_then(Value::as_object).map_or(0, |m| m.len());
+            let n = o.get("data").and_then(Value::as_object).map_or(0, |m| m.len())
+                + o.get("binaryData").and_then(Value::as_object).map_or(0, |m| m.len());
             vec![name, json!(n), json!(age(o, now))]
         }
         Kind::Secret => {
@@ -382,9 +409,16 @@ fn cells(rt: &ResourceType, o: &Value, now: i64) -> Vec<Value> {
                 let t = o.get("lastTimestamp").and_then(Value::as_str).or_else(|| o.get("eventTime").and_then(Value::as_str));
                 (t, o.get("involvedObject"))
             } else {
-                (o.get("deprecatedLastTimestamp").and_then(Value::as_str).or_else(|| o.get("eventTime").and_then(Value::as_str)), o.get("regarding"))
+                (
+                    o.get("deprecatedLastTimestamp").and_then(Value::as_str).or_else(|| o.get("eventTime").and_then(Value::as_str)),
+                    o.get("regarding"),
+                )
             };
-            let last = last.and_then(|t| meta::parse_time(t.split('.').next().map(|x| format!("{}Z", x.trim_end_matches('Z'))).as_deref().unwrap_or(t))).map_or("<unknown>".into(), |t| human_duration(now - t));
+            let last = last
+                .and_then(|t| {
+                    meta::parse_time(t.split('.').next().map(|x| format!("{}Z", x.trim_end_matches('Z'))).as_deref().unwrap_or(t))
+                })
+                .map_or("<unknown>".into(), |t| human_duration(now - t));
             let target = obj.map(|x| format!("{}/{}", s(x.get("kind")).to_lowercase(), s(x.get("name")))).unwrap_or_default();
             let msg = if rt.id == Kind::Event { s(o.get("message")) } else { s(o.get("note")) };
             vec![json!(last), json!(s(o.get("type"))), json!(s(o.get("reason"))), json!(target), json!(msg)]

@@ -78,7 +78,8 @@ pub async fn watch(api: Arc<Api>, info: RequestInfo, q: Query, output: Output) -
     let bookmarks = flag(&q, "allowWatchBookmarks");
     let initial_events = q.get("sendInitialEvents").map(|s| s == "true");
     let filter = Filter { rt, labels, fields, name: info.name.clone() };
-    let mut enc = Encoder { rt, output, include: q.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into()), sent_columns: false };
+    let mut enc =
+        Encoder { rt, output, include: q.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into()), sent_columns: false };
     let prefix = rt.prefix(info.namespace.as_deref());
     let (tx, rx) = mpsc::channel::<Bytes>(api.config.watch_buffer.max(1));
     let bookmark_every = api.config.bookmark_interval;
@@ -141,7 +142,10 @@ pub async fn watch(api: Arc<Api>, info: RequestInfo, q: Query, output: Output) -
                 Err(_) => {
                     if bookmarks {
                         let rev = watcher.synced_revision().max(last_sent);
-                        let b = enc.line("BOOKMARK", &json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": rev.to_string()}}));
+                        let b = enc.line(
+                            "BOOKMARK",
+                            &json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": rev.to_string()}}),
+                        );
                         if tx.try_send(b).is_err() {
                             break;
                         }

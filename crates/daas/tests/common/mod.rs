@@ -219,6 +219,29 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM, as an operator would, and waits (bounded) for it to exit.
+    /// The admin kubeconfig the server wrote.
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        self.data_dir().join("admin.kubeconfig")
+    }
+
+    /// Runs the real `kubectl --kubeconfig <admin kubeconfig> ARGS` (killed after the command
+    /// timeout).
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.spawn_kubectl(args, None).wait_exit(COMMAND_TIMEOUT)
+    }
+
+    /// [`Server::kubectl`] with `stdin` (manifests for `-f -`).
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.spawn_kubectl(args, Some(stdin.as_bytes().to_vec())).wait_exit(COMMAND_TIMEOUT)
+    }
+
+    /// Starts kubectl and returns while it runs (`get -w`).
+    pub fn spawn_kubectl(&self, args: &[&str], stdin: Option<Vec<u8>>) -> Running {
+        let mut cmd = Command::new("kubectl");
+        cmd.env_remove("KUBECONFIG").arg("--kubeconfig").arg(self.kubeconfig()).args(args);
+        spawn_command(cmd, format!("kubectl {}", shell_words(args)), stdin)
+    }
+
     pub fn stop(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill(1) runs");

@@ -1,0 +1,259 @@
+//! The Kubernetes API as kubectl users meet it: the real `kubectl` against `daas server`,
+//! through the admin kubeconfig the server writes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: python:3.12
+        command: [python3, -m, http.server]
+        ports: [{containerPort: 8000}]
+        resources: {limits: {cpu: 1, memory: 128Mi}}
+";
+
+fn json(out: String) -> serde_json::Value {
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl printed JSON ({e}):\n{out}"))
+}
+
+#[test]
+fn apply_get_label_scale_diff_and_delete() {
+    let s = Server::start();
+    assert!(s.kubeconfig().exists(), "the server writes an admin kubeconfig");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(s.kubeconfig()).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let ns = s.kubectl(&["get", "ns", "-o", "name"]).ok();
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(ns.contains(&format!("namespace/{n}")), "{ns}");
+    }
+    assert!(s.kubectl(&["version"]).ok().contains("Server Version: v1."));
+
+    assert!(s.kubectl_stdin(&["apply", "-f", "-"], DEPLOYMENT).ok().contains("deployment.apps/web created"));
+    let d = json(s.kubectl(&["get", "deploy", "web", "-o", "json"]).ok());
+    assert_eq!(d["metadata"]["generation"], 1);
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%", "defaults are applied");
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"], "1");
+    let rv1: i64 = d["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+
+    // Re-apply with a change: a strategic merge patch computed by kubectl.
+    let changed = DEPLOYMENT.replace("replicas: 2", "replicas: 3").replace("python:3.12", "python:3.13");
+    assert!(s.kubectl_stdin(&["apply", "-f", "-"], &changed).ok().contains("deployment.apps/web configured"));
+    let out = s
+        .kubectl(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation} {.spec.template.spec.containers[0].image} {.metadata.resourceVersion}",
+        ])
+        .ok();
+    let f: Vec<&str> = out.split(' ').collect();
+    assert_eq!(&f[..3], ["3", "2", "python:3.13"], "{out}");
+    assert!(f[3].parse::<i64>().unwrap() > rv1);
+    // Re-applying the same manifest writes nothing: the resourceVersion stays.
+    let rv = s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.metadata.resourceVersion}"]).ok();
+    s.kubectl_stdin(&["apply", "-f", "-"], &changed).ok();
+    assert_eq!(s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.metadata.resourceVersion}"]).ok(), rv);
+
+    s.kubectl(&["label", "deploy", "web", "tier=front"]).ok();
+    s.kubectl(&["annotate", "deploy", "web", "note=hello"]).ok();
+    let wide = s.kubectl(&["get", "deploy", "-l", "tier=front", "-o", "wide"]).ok();
+    assert!(wide.starts_with("NAME") && wide.contains("READY") && wide.contains("UP-TO-DATE") && wide.contains("CONTAINERS"), "{wide}");
+    assert!(wide.contains("web ") && wide.contains("python:3.13") && wide.contains("app=web"), "{wide}");
+    assert!(s.kubectl(&["get", "deploy", "-l", "tier!=front", "-o", "name"]).ok().trim().is_empty());
+
+    s.kubectl(&["scale", "deploy", "web", "--replicas=5"]).ok();
+    assert_eq!(s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]).ok(), "5");
+    // kubectl diff shows the scale drift against the manifest and exits 1.
+    let diff = s.kubectl_stdin(&["diff", "-f", "-"], &changed);
+    assert_eq!(diff.code, Some(1), "{diff}");
+    assert!(diff.stdout.contains("-  replicas: 5") && diff.stdout.contains("+  replicas: 3"), "{diff}");
+
+    let yaml = s.kubectl(&["get", "deploy", "web", "-o", "yaml"]).ok();
+    assert!(yaml.contains("kind: Deployment") && yaml.contains("note: hello"), "{yaml}");
+    let explain = s.kubectl(&["explain", "deployment.spec.replicas"]).ok();
+    assert!(explain.contains("FIELD: replicas <integer>"), "{explain}");
+    let resources = s.kubectl(&["api-resources"]).ok();
+    assert!(resources.contains("deployments") && resources.contains("deploy") && resources.contains("apps/v1"), "{resources}");
+    assert!(s.kubectl(&["api-versions"]).ok().contains("coordination.k8s.io/v1"));
+
+    s.kubectl(&["delete", "deploy", "-l", "app=web"]).ok();
+    let gone = s.kubectl(&["get", "deploy", "web"]);
+    assert_eq!(gone.code, Some(1));
+    assert!(gone.stderr.contains("Error from server (NotFound): deployments.apps \"web\" not found"), "{gone}");
+}
+
+#[test]
+fn bad_input_gets_kubernetes_errors_and_nothing_is_stored() {
+    let s = Server::start();
+    let invalid = DEPLOYMENT.replace("        image: python:3.12\n", "").replace("name: web\n  labels", "name: Web\n  labels");
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &invalid);
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("Deployment.apps \"Web\" is invalid") || out.stderr.contains("Deployment \"Web\" is invalid"), "{out}");
+    assert!(out.stderr.contains("metadata.name: Invalid value: \"Web\""), "{out}");
+    assert!(out.stderr.contains("spec.template.spec.containers[0].image: Required value"), "{out}");
+
+    // Strict field validation (kubectl's default) names the unknown field.
+    let unknown = DEPLOYMENT.replace("replicas: 2", "replicas: 2\n  replicaz: 3");
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &unknown);
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("unknown field \"spec.replicaz\""), "{out}");
+
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &DEPLOYMENT.replace("replicas: 2", "replicas: two"));
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("spec.replicas"), "{out}");
+    assert!(s.kubectl(&["get", "deploy", "-o", "name"]).ok().trim().is_empty(), "nothing was stored");
+
+    // A namespace that does not exist.
+    let out = s.kubectl_stdin(&["apply", "-n", "nope", "-f", "-"], DEPLOYMENT);
+    assert!(out.stderr.contains("namespaces \"nope\" not found"), "{out}");
+}
+
+#[test]
+fn watch_wait_and_namespace_deletion() {
+    let s = Server::start();
+    s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n").ok();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p1, namespace: team-a, labels: {app: x}}\nspec:\n  containers: [{name: c, image: busybox, command: [sleep, '3600']}]\n";
+    s.kubectl_stdin(&["apply", "-f", "-"], pod).ok();
+    s.kubectl_stdin(&["apply", "-f", "-"], &pod.replace("p1", "p2").replace("app: x", "app: z2")).ok();
+
+    let table = s.kubectl(&["get", "pods", "-A"]).ok();
+    assert!(table.lines().next().unwrap().split_whitespace().eq(["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]), "{table}");
+    assert!(table.contains("0/1") && table.contains("Pending"), "{table}");
+    let names = s.kubectl(&["get", "pods", "-n", "team-a", "--field-selector", "metadata.name=p2", "-o", "name"]).ok();
+    assert_eq!(names.trim(), "pod/p2");
+    let names = s.kubectl(&["get", "pods", "-n", "team-a", "-l", "app in (x,z)", "-o", "name"]).ok();
+    assert_eq!(names.trim(), "pod/p1");
+    let describe = s.kubectl(&["describe", "pod", "p1", "-n", "team-a"]).ok();
+    assert!(describe.contains("Name:") && describe.contains("QoS Class:        BestEffort"), "{describe}");
+
+    // A watch sees a change made after it started.
+    let w = s.spawn_kubectl(&["get", "pods", "-n", "team-a", "-w", "-o", "json", "--output-watch-events"], None);
+    assert!(w.wait_for_stdout(|o| o.contains("ADDED"), Duration::from_secs(10)), "{}", w.stdout_now());
+    s.kubectl(&["label", "pod", "p1", "-n", "team-a", "seen=yes"]).ok();
+    assert!(w.wait_for_stdout(|o| o.contains("MODIFIED"), Duration::from_secs(10)), "{}", w.stdout_now());
+    drop(w);
+
+    // wait --for=condition on a status set through the status subresource.
+    s.kubectl(&[
+        "patch",
+        "pod",
+        "p1",
+        "-n",
+        "team-a",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ])
+    .ok();
+    s.kubectl(&["wait", "--for=condition=Ready", "pod/p1", "-n", "team-a", "--timeout=10s"]).ok();
+
+    // Deleting the namespace removes what is in it; kubectl waits until it is gone.
+    s.kubectl(&["delete", "ns", "team-a", "--timeout=20s"]).ok();
+    let out = s.kubectl(&["get", "pods", "-n", "team-a", "-o", "name"]);
+    assert!(out.stdout.trim().is_empty(), "{out}");
+    assert_eq!(s.kubectl(&["get", "ns", "team-a"]).code, Some(1));
+    let raw = s.kubectl(&["get", "--raw", "/api/v1/pods"]).ok();
+    assert_eq!(json(raw)["items"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn stale_writes_conflict_and_identity_checks() {
+    let s = Server::start();
+    s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1}\ndata: {a: b}\n").ok();
+    let old = s.kubectl(&["get", "cm", "c1", "-o", "json"]).ok();
+    s.kubectl(&["patch", "cm", "c1", "--type=merge", "-p", r#"{"data":{"a":"c"}}"#]).ok();
+    // Replacing with the old resourceVersion is a 409 Conflict.
+    let out = s.kubectl_stdin(&["replace", "-f", "-"], &old);
+    assert!(out.stderr.contains("the object has been modified; please apply your changes to the latest version and try again"), "{out}");
+    assert_eq!(s.kubectl(&["get", "cm", "c1", "-o", "jsonpath={.data.a}"]).ok(), "c");
+
+    // The admin is system:admin in system:masters.
+    let who = s.kubectl(&["auth", "whoami", "-o", "json"]);
+    if who.code == Some(0) {
+        let v = json(who.stdout);
+        assert_eq!(v["status"]["userInfo"]["username"], "system:admin");
+    }
+    // Anonymous requests get a 401 Status; health, version and attestation stay public.
+    let curl = |path: &str| {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-sk", "-w", "\n%{http_code}"]).arg(format!("{}{path}", s.https_url()));
+        common::run_command(c, "curl", common::COMMAND_TIMEOUT).ok()
+    };
+    let out = curl("/api/v1/namespaces/default/configmaps");
+    assert!(out.ends_with("\n401") && out.contains("\"kind\":\"Status\"") && out.contains("\"reason\":\"Unauthorized\""), "{out}");
+    for public in ["/livez", "/readyz", "/healthz", "/version", "/health"] {
+        assert!(curl(public).ends_with("\n200"), "{public}");
+    }
+}
+
+#[test]
+fn token_users_are_held_to_their_stake_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        "reader-token-0123456789,alice,1001,\"daas:tier:read\"\nwriter-token-0123456789,bob,1002,\"daas:tier:write\"\n",
+    )
+    .unwrap();
+    let s = Server::start_with(&["--token-auth-file", tokens.to_str().unwrap()]);
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1}\ndata: {a: b}\n";
+    // A kubeconfig without the admin's client certificate, so only the token speaks.
+    let text = std::fs::read_to_string(s.kubeconfig()).unwrap();
+    let tok_cfg = dir.path().join("token.kubeconfig");
+    let stripped: String =
+        text.lines().filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data")).collect::<Vec<_>>().join("\n");
+    std::fs::write(&tok_cfg, stripped.replace("- name: system:admin\n  user:", "- name: system:admin\n  user: {}")).unwrap();
+    let run = |token: &str, args: &[&str], stdin: Option<&str>| {
+        let mut c = std::process::Command::new("kubectl");
+        c.env_remove("KUBECONFIG").arg("--kubeconfig").arg(&tok_cfg).arg("--token").arg(token).args(args);
+        if let Some(t) = stdin {
+            let path = dir.path().join("m.yaml");
+            std::fs::write(&path, t).unwrap();
+            c.arg("-f").arg(path);
+        }
+        common::run_command(c, "kubectl (token)", common::COMMAND_TIMEOUT)
+    };
+    let denied = run("reader-token-0123456789", &["create"], Some(cm));
+    assert!(
+        denied.stderr.contains("configmaps is forbidden: User \"alice\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\": stake tier \"read\" allows only the verbs get, list, watch"),
+        "{denied}"
+    );
+    let created = run("writer-token-0123456789", &["create"], Some(cm));
+    assert_eq!(created.code, Some(0), "{created}");
+    let read = run("reader-token-0123456789", &["get", "cm", "c1", "-o", "name"], None);
+    assert_eq!(read.stdout.trim(), "configmap/c1", "{read}");
+    let secret = run("reader-token-0123456789", &["get", "secrets"], None);
+    assert!(secret.stderr.contains("stake tier \"read\" may not access secrets"), "{secret}");
+    let bad = run("no-such-token", &["get", "cm"], None);
+    assert!(bad.stderr.contains("Unauthorized") || bad.stderr.contains("provide credentials"), "{bad}");
+    // Every mutating request is in the audit log with who, what and the result.
+    let audit = std::fs::read_to_string(s.data_dir().join("audit.log")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"user\":\"alice\"") && l.contains("\"verb\":\"create\"") && l.contains("\"code\":403")),
+        "{audit}"
+    );
+    assert!(
+        audit.lines().any(|l| l.contains("\"user\":\"bob\"") && l.contains("\"verb\":\"create\"") && l.contains("\"code\":201")),
+        "{audit}"
+    );
+}
