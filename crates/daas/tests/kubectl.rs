@@ -216,12 +216,17 @@ fn stale_writes_conflict_and_identity_checks() {
     assert!(out.stderr.contains("the object has been modified; please apply your changes to the latest version and try again"), "{out}");
     assert_eq!(s.kubectl(&["get", "cm", "c1", "-o", "jsonpath={.data.a}"]).ok(), "c");
 
+    // kubectl's typed commands send protobuf bodies.
+    s.kubectl(&["create", "configmap", "c2", "--from-literal=k=v"]).ok();
+    s.kubectl(&["create", "secret", "generic", "s1", "--from-literal=p=q"]).ok();
+    s.kubectl(&["create", "namespace", "team-b"]).ok();
+    assert_eq!(s.kubectl(&["get", "cm", "c2", "-o", "jsonpath={.data.k}"]).ok(), "v");
+    assert_eq!(s.kubectl(&["get", "secret", "s1", "-o", "jsonpath={.data.p}"]).ok(), "cQ==");
+    assert_eq!(s.kubectl(&["auth", "can-i", "create", "pods"]).ok().trim(), "yes");
     // The admin is system:admin in system:masters.
-    let who = s.kubectl(&["auth", "whoami", "-o", "json"]);
-    if who.code == Some(0) {
-        let v = json(who.stdout);
-        assert_eq!(v["status"]["userInfo"]["username"], "system:admin");
-    }
+    let v = json(s.kubectl(&["auth", "whoami", "-o", "json"]).ok());
+    assert_eq!(v["status"]["userInfo"]["username"], "system:admin");
+    assert!(v["status"]["userInfo"]["groups"].as_array().unwrap().contains(&serde_json::json!("system:masters")));
     // Anonymous requests get a 401 Status; health, version and attestation stay public.
     let curl = |path: &str| {
         let mut c = std::process::Command::new("curl");
