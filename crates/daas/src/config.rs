@@ -86,6 +86,9 @@ pub struct ServerSettings {
     /// Most Kubernetes API requests served at once (watches excepted); more get 429 [default: 400]
     #[arg(long, env = "DAAS_MAX_REQUESTS_INFLIGHT", allow_hyphen_values = true)]
     pub max_requests_inflight: Option<String>,
+    /// Serve only the store (etcd API) and the trust endpoints, without the Kubernetes API
+    #[arg(long, env = "DAAS_DISABLE_KUBERNETES_API", num_args = 0..=1, default_missing_value = "true")]
+    pub disable_kubernetes_api: Option<bool>,
 }
 
 impl ServerSettings {
@@ -118,7 +121,8 @@ impl ServerSettings {
             token_auth_file,
             authorization_config,
             audit_log,
-            max_requests_inflight
+            max_requests_inflight,
+            disable_kubernetes_api
         )
     }
 }
@@ -148,6 +152,7 @@ pub struct ServerConfig {
     pub authorization: daas_apiserver::k8s::auth::Policy,
     pub audit_log: PathBuf,
     pub max_requests_inflight: usize,
+    pub kubernetes_api: bool,
 }
 
 /// The default data directory: /var/lib/daas for root, ~/.local/share/daas otherwise.
@@ -345,6 +350,7 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         authorization,
         audit_log,
         max_requests_inflight,
+        kubernetes_api: !s.disable_kubernetes_api.unwrap_or(false),
     })
 }
 

@@ -148,14 +148,21 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         .with_audit_log(&cfg.audit_log)
         .with_context(|| format!("opening the audit log {}", cfg.audit_log.display()))?
         .with_kubeconfigs(daas_apiserver::k8s::KubeconfigSource { pki: pki.clone(), server: local_url.clone() });
+    let api = if cfg.kubernetes_api { api } else { api.disabled() };
     let api = Arc::new(api);
-    api.bootstrap().await.map_err(|e| anyhow::anyhow!("creating the system namespaces: {e}"))?;
-    write_admin_kubeconfig(&cfg.write_kubeconfig, &pki, &local_url)?;
+    if cfg.kubernetes_api {
+        api.bootstrap().await.map_err(|e| anyhow::anyhow!("creating the system namespaces: {e}"))?;
+        write_admin_kubeconfig(&cfg.write_kubeconfig, &pki, &local_url)?;
+    } else {
+        tracing::info!("the Kubernetes API is disabled (--disable-kubernetes-api)");
+    }
     let (https_addr, https) = daas_apiserver::serve_on(https_socket, tls, daas_apiserver::router(trust, api), stopped())?;
     tracing::info!(addr = %https_addr, "HTTPS API listening");
     let https = tokio::spawn(https);
     println!("daas: https API on https://{https_addr}");
-    println!("daas: admin kubeconfig written to {}", cfg.write_kubeconfig.display());
+    if cfg.kubernetes_api {
+        println!("daas: admin kubeconfig written to {}", cfg.write_kubeconfig.display());
+    }
 
     let mut ecfg = daas_etcd::EtcdConfig::new(cfg.etcd_listen);
     ecfg.tls = cfg.etcd_tls.clone();

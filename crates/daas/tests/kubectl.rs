@@ -55,7 +55,7 @@ fn apply_get_label_scale_diff_and_delete() {
     if !kubectl_is_recent() {
         return;
     }
-    let s = Server::start();
+    let s = Server::start_k8s(&[]);
     assert!(s.kubeconfig().exists(), "the server writes an admin kubeconfig");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(s.kubeconfig()).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
@@ -126,7 +126,7 @@ fn bad_input_gets_kubernetes_errors_and_nothing_is_stored() {
     if !kubectl_is_recent() {
         return;
     }
-    let s = Server::start();
+    let s = Server::start_k8s(&[]);
     let invalid = DEPLOYMENT.replace("        image: python:3.12\n", "").replace("name: web\n  labels", "name: Web\n  labels");
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &invalid);
     assert_ne!(out.code, Some(0));
@@ -155,7 +155,7 @@ fn watch_wait_and_namespace_deletion() {
     if !kubectl_is_recent() {
         return;
     }
-    let s = Server::start();
+    let s = Server::start_k8s(&[]);
     s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n").ok();
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p1, namespace: team-a, labels: {app: x}}\nspec:\n  containers: [{name: c, image: busybox, command: [sleep, '3600']}]\n";
     s.kubectl_stdin(&["apply", "-f", "-"], pod).ok();
@@ -207,7 +207,7 @@ fn stale_writes_conflict_and_identity_checks() {
     if !kubectl_is_recent() {
         return;
     }
-    let s = Server::start();
+    let s = Server::start_k8s(&[]);
     s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1}\ndata: {a: b}\n").ok();
     let old = s.kubectl(&["get", "cm", "c1", "-o", "json"]).ok();
     s.kubectl(&["patch", "cm", "c1", "--type=merge", "-p", r#"{"data":{"a":"c"}}"#]).ok();
@@ -252,7 +252,7 @@ fn token_users_are_held_to_their_stake_tier() {
         "reader-token-0123456789,alice,1001,\"daas:tier:read\"\nwriter-token-0123456789,bob,1002,\"daas:tier:write\"\n",
     )
     .unwrap();
-    let s = Server::start_with(&["--token-auth-file", tokens.to_str().unwrap()]);
+    let s = Server::start_k8s(&["--token-auth-file", tokens.to_str().unwrap()]);
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1}\ndata: {a: b}\n";
     // A kubeconfig without the admin's client certificate, so only the token speaks.
     let text = std::fs::read_to_string(s.kubeconfig()).unwrap();

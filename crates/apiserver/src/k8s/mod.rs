@@ -82,6 +82,7 @@ pub struct Api {
     inflight: Arc<Semaphore>,
     audit: Option<parking_lot::Mutex<std::fs::File>>,
     kubeconfigs: Option<KubeconfigSource>,
+    enabled: bool,
 }
 
 /// What `/kubectl/config` needs to issue kubeconfigs.
@@ -103,7 +104,7 @@ const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 impl Api {
     pub fn new(store: Store, authn: Authenticator, authz: Authorizer, config: ApiConfig) -> Self {
         let inflight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-        Api { store, authn, authz, config, inflight, audit: None, kubeconfigs: None }
+        Api { store, authn, authz, config, inflight, audit: None, kubeconfigs: None, enabled: true }
     }
 
     /// Appends one JSON line per mutating request to `path`.
@@ -111,6 +112,13 @@ impl Api {
         let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         self.audit = Some(parking_lot::Mutex::new(f));
         Ok(self)
+    }
+
+    /// Turns the Kubernetes API off (a bare etcd-compatible store): every Kubernetes path
+    /// answers 404.
+    pub fn disabled(mut self) -> Self {
+        self.enabled = false;
+        self
     }
 
     /// Lets `/kubectl/config` issue kubeconfigs signed by `source.pki`.
@@ -180,6 +188,10 @@ impl Api {
         let q = request::parse_query(parts.uri.query());
         if PUBLIC_PATHS.iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
             return public(&path);
+        }
+        if !self.enabled {
+            return ApiError::new(404, "NotFound", "the Kubernetes API is disabled on this server (--disable-kubernetes-api)")
+                .into_response();
         }
         let authz_header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let user = match self.authn.authenticate(parts.extensions.get::<PeerCerts>(), authz_header) {

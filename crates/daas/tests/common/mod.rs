@@ -94,8 +94,23 @@ impl Server {
         s
     }
 
-    /// [`Server::start_in`] with `args` added after the harness's own.
+    /// [`Server::start_in`] with `args` added after the harness's own. The Kubernetes API is
+    /// off (its bootstrap writes keys the etcd suites do not expect); see [`Server::start_k8s`].
     pub fn start_in_with(data_dir: &Path, args: &[&str]) -> Server {
+        let mut all = vec!["--disable-kubernetes-api"];
+        all.extend_from_slice(args);
+        Server::start_raw(data_dir, &all)
+    }
+
+    /// A server with the Kubernetes API, on a fresh scratch directory, with `args` added.
+    pub fn start_k8s(args: &[&str]) -> Server {
+        let dir = scratch();
+        let mut s = Server::start_raw(dir.path(), args);
+        s._owned_dir = Some(dir);
+        s
+    }
+
+    fn start_raw(data_dir: &Path, args: &[&str]) -> Server {
         let mut cmd = daas_command();
         // Port 0: the server binds whatever the kernel gives it and prints the real address,
         // so parallel tests never race for a port.
