@@ -992,6 +992,7 @@ async fn list(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>) -> ApiResult<Re
             other => other.into(),
         })?;
         let n = r.kvs.len();
+        let chunk_last = r.kvs.last().map(|kv| kv.key.clone());
         let mut stopped_at: Option<Bytes> = None;
         for (i, kv) in r.kvs.into_iter().enumerate() {
             let mut v: Value =
@@ -1022,14 +1023,7 @@ async fn list(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>) -> ApiResult<Re
             break;
         }
         // The chunk ran out before the page filled: continue after its last key.
-        let last = {
-            let mut req2 = RangeRequest::new(KeySpan::Range { start: next_start.clone(), end: end.clone() });
-            req2.revision = rev;
-            req2.limit = chunk;
-            req2.keys_only = true;
-            api.store.range_now(&req2)?.kvs.last().map(|kv| kv.key.clone())
-        };
-        match last {
+        match chunk_last {
             Some(k) => {
                 let mut s = k.to_vec();
                 s.push(0);
