@@ -15,6 +15,11 @@ use hdrhistogram::Histogram;
 pub enum BenchCommand {
     /// Load an etcd v3 endpoint with puts, single-key ranges or txns
     Etcd(EtcdBench),
+    /// Load a Kubernetes API server (ours or any other) through a kubeconfig
+    K8s {
+        #[command(subcommand)]
+        mode: crate::bench_k8s::K8sBench,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -68,6 +73,7 @@ impl BenchCommand {
     pub fn threads(&self) -> usize {
         match self {
             BenchCommand::Etcd(b) => b.threads,
+            BenchCommand::K8s { .. } => 1,
         }
     }
 }
@@ -75,6 +81,7 @@ impl BenchCommand {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Etcd(b) => etcd(b).await,
+        BenchCommand::K8s { mode } => crate::bench_k8s::run(mode).await,
     }
 }
 

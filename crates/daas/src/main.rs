@@ -6,6 +6,7 @@
 
 mod attest;
 mod bench;
+mod bench_k8s;
 mod config;
 mod server;
 
