@@ -51,8 +51,26 @@ pub fn serve_on(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()> + Send + 'static)> {
+    serve_any(listener, Some(TlsAcceptor::from(Arc::new(tls))), router, shutdown)
+}
+
+/// DANGER: serves `router` over plaintext HTTP (HTTP/1.1 and h2c). Requests carry no client
+/// certificate, so only bearer tokens authenticate. The caller restricts it to loopback.
+pub fn serve_plaintext_on(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, impl Future<Output = ()> + Send + 'static)> {
+    serve_any(listener, None, router, shutdown)
+}
+
+fn serve_any(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, impl Future<Output = ()> + Send + 'static)> {
     let addr = listener.local_addr()?;
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
     let serving = async move {
         tokio::pin!(shutdown);
         loop {
@@ -62,7 +80,7 @@ pub fn serve_on(
                     Ok(a) => a,
                     Err(e) => {
                         // Out of descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accepting an HTTPS connection failed");
+                        tracing::warn!(error = %e, "accepting an API connection failed");
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     }
@@ -72,6 +90,14 @@ pub fn serve_on(
             let acceptor = acceptor.clone();
             let router = router.clone();
             tokio::spawn(async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let Some(acceptor) = acceptor else {
+                    let service = TowerToHyperService::new(router);
+                    if let Err(e) = builder.serve_connection(TokioIo::new(tcp), service).await {
+                        tracing::debug!(%peer, error = %e, "plaintext connection ended with an error");
+                    }
+                    return;
+                };
                 let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
@@ -97,7 +123,6 @@ pub fn serve_on(
                         next.run(req)
                     },
                 )));
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
                     tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
                 }

@@ -89,6 +89,10 @@ pub struct ServerSettings {
     /// Serve only the store (etcd API) and the trust endpoints, without the Kubernetes API
     #[arg(long, env = "DAAS_DISABLE_KUBERNETES_API", num_args = 0..=1, default_missing_value = "true")]
     pub disable_kubernetes_api: Option<bool>,
+    /// DANGER: also serve the API over plaintext HTTP on this loopback address (bearer tokens
+    /// only: no client certificates without TLS; anonymous requests still get 401)
+    #[arg(long, env = "DAAS_DANGER_INSECURE_HTTP_LISTEN")]
+    pub danger_insecure_http_listen: Option<String>,
 }
 
 impl ServerSettings {
@@ -122,7 +126,8 @@ impl ServerSettings {
             authorization_config,
             audit_log,
             max_requests_inflight,
-            disable_kubernetes_api
+            disable_kubernetes_api,
+            danger_insecure_http_listen
         )
     }
 }
@@ -152,6 +157,7 @@ pub struct ServerConfig {
     pub authorization: daas_apiserver::k8s::auth::Policy,
     pub audit_log: PathBuf,
     pub max_requests_inflight: usize,
+    pub danger_insecure_http_listen: Option<SocketAddr>,
     pub kubernetes_api: bool,
 }
 
@@ -323,6 +329,22 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         }),
         None => Default::default(),
     };
+    let danger_insecure_http_listen = match s.danger_insecure_http_listen.as_deref().map(str::parse::<SocketAddr>) {
+        None => None,
+        Some(Ok(a)) if a.ip().is_loopback() => Some(a),
+        Some(Ok(a)) => {
+            errors
+                .push(format!("danger-insecure-http-listen: {a} is not a loopback address; plaintext is only served on 127.0.0.1 or ::1"));
+            None
+        }
+        Some(Err(_)) => {
+            errors.push(format!(
+                "danger-insecure-http-listen: {:?} is not an address like 127.0.0.1:8080",
+                s.danger_insecure_http_listen.as_deref().unwrap_or_default()
+            ));
+            None
+        }
+    };
     let max_requests_inflight = num(&mut errors, "max-requests-inflight", &s.max_requests_inflight, 400usize, 1);
     if !errors.is_empty() {
         return Err(errors);
@@ -350,6 +372,7 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         authorization,
         audit_log,
         max_requests_inflight,
+        danger_insecure_http_listen,
         kubernetes_api: !s.disable_kubernetes_api.unwrap_or(false),
     })
 }

@@ -156,10 +156,23 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     } else {
         tracing::info!("the Kubernetes API is disabled (--disable-kubernetes-api)");
     }
-    let (https_addr, https) = daas_apiserver::serve_on(https_socket, tls, daas_apiserver::router(trust, api), stopped())?;
+    let router = daas_apiserver::router(trust, api);
+    let plaintext = match cfg.danger_insecure_http_listen {
+        Some(listen) => {
+            let socket = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+            let (addr, serving) = daas_apiserver::serve_plaintext_on(socket, router.clone(), stopped())?;
+            tracing::warn!(%addr, "DANGER: the API is also served over plaintext HTTP (--danger-insecure-http-listen); bearer tokens only");
+            Some((addr, tokio::spawn(serving)))
+        }
+        None => None,
+    };
+    let (https_addr, https) = daas_apiserver::serve_on(https_socket, tls, router, stopped())?;
     tracing::info!(addr = %https_addr, "HTTPS API listening");
     let https = tokio::spawn(https);
     println!("daas: https API on https://{https_addr}");
+    if let Some((addr, _)) = &plaintext {
+        println!("daas: DANGER plaintext API on http://{addr}");
+    }
     if cfg.kubernetes_api {
         println!("daas: admin kubeconfig written to {}", cfg.write_kubeconfig.display());
     }
@@ -177,6 +190,9 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     println!("daas: etcd API on {}://{addr}", if cfg.etcd_tls.is_some() { "https" } else { "http" });
     serving.await?;
     let _ = https.await;
+    if let Some((_, serving)) = plaintext {
+        let _ = serving.await;
+    }
     drop(store);
     tracing::info!("stopped");
     Ok(())

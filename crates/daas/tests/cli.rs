@@ -100,6 +100,16 @@ fn assert_three_problems(out: &Output) {
 }
 
 #[test]
+fn plaintext_api_beyond_loopback_is_refused() {
+    let dir = scratch();
+    let data_dir = dir.path().join("data");
+    let d = data_dir.to_str().expect("utf-8 path");
+    let out = daas(&["server", "--data-dir", d, "--etcd-listen", "127.0.0.1:0", "--danger-insecure-http-listen", "0.0.0.0:8080"], &[]);
+    assert_refused(&out, &data_dir);
+    assert!(out.stderr.contains("danger-insecure-http-listen: 0.0.0.0:8080 is not a loopback address"), "{out}");
+}
+
+#[test]
 fn unknown_key_in_config_file_is_named() {
     let dir = scratch();
     let data_dir = dir.path().join("data");

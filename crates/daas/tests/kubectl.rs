@@ -252,7 +252,8 @@ fn token_users_are_held_to_their_stake_tier() {
         "reader-token-0123456789,alice,1001,\"daas:tier:read\"\nwriter-token-0123456789,bob,1002,\"daas:tier:write\"\n",
     )
     .unwrap();
-    let s = Server::start_k8s(&["--token-auth-file", tokens.to_str().unwrap()]);
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let s = Server::start_k8s(&["--token-auth-file", tokens.to_str().unwrap(), "--danger-insecure-http-listen", &plain]);
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1}\ndata: {a: b}\n";
     // A kubeconfig without the admin's client certificate, so only the token speaks.
     let text = std::fs::read_to_string(s.kubeconfig()).unwrap();
@@ -281,6 +282,21 @@ fn token_users_are_held_to_their_stake_tier() {
     assert_eq!(read.stdout.trim(), "configmap/c1", "{read}");
     let secret = run("reader-token-0123456789", &["get", "secrets"], None);
     assert!(secret.stderr.contains("stake tier \"read\" may not access secrets"), "{secret}");
+    // The loopback plaintext listener (a danger option) authenticates the same tokens and no
+    // one else. (kubectl will not send a token over plain HTTP, so this is a raw request.)
+    let plain_get = |token: Option<&str>| {
+        use std::io::{Read as _, Write as _};
+        let mut c = std::net::TcpStream::connect(&plain).unwrap();
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(c, "GET /api/v1/namespaces/default/configmaps/c1 HTTP/1.1\r\nHost: {plain}\r\n{auth}Connection: close\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    let over_http = plain_get(Some("reader-token-0123456789"));
+    assert!(over_http.starts_with("HTTP/1.1 200") && over_http.contains("\"name\":\"c1\""), "{over_http}");
+    let anonymous = plain_get(None);
+    assert!(anonymous.starts_with("HTTP/1.1 401") && anonymous.contains("\"kind\":\"Status\""), "{anonymous}");
     let bad = run("no-such-token", &["get", "cm"], None);
     assert!(bad.stderr.contains("Unauthorized") || bad.stderr.contains("provide credentials"), "{bad}");
     // Every mutating request is in the audit log with who, what and the result.
