@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests drive when missing (Debian's etcd-client for
-# etcdctl, etcd-server for the reference etcd, kubernetes-client if no kubectl is on the PATH),
+# etcdctl, etcd-server for the reference etcd, kubernetes-client if no kubectl is on the PATH,
+# the Python kubernetes client from PyPI),
 # then checks formatting and lints (clippy, warnings as errors) and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,13 @@ if ((${#need_apt[@]})); then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# The official Python client (PyPI) for the client-library suite.
+if ! python3 -c "import kubernetes" 2>/dev/null; then
+  echo "installing the Python kubernetes client (pip) for the tests" >&2
+  # An externally managed (Debian) Python refuses plain pip installs; then say so explicitly.
+  python3 -m pip install -q kubernetes 2>/dev/null || python3 -m pip install -q --break-system-packages kubernetes >&2
+  python3 -c "import kubernetes"
 fi
 # Debian's etcd package may start a system etcd on 2379; our tests use their own ports.
 

@@ -125,7 +125,7 @@ impl Kubeconfig {
             doc[list]
                 .as_array()
                 .and_then(|a| a.iter().find(|e| e["name"].as_str() == Some(name)))
-                .map(|e| e.clone())
+                .cloned()
                 .with_context(|| format!("the kubeconfig has no {list} entry named {name:?}"))
         };
         let ctx = named("contexts", current)?;

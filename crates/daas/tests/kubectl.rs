@@ -119,6 +119,19 @@ fn apply_get_label_scale_diff_and_delete() {
     let gone = s.kubectl(&["get", "deploy", "web"]);
     assert_eq!(gone.code, Some(1));
     assert!(gone.stderr.contains("Error from server (NotFound): deployments.apps \"web\" not found"), "{gone}");
+
+    // What happened shows in the Prometheus metrics, under kube-apiserver's names.
+    let metrics = s.kubectl(&["get", "--raw", "/metrics"]).ok();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("apiserver_request_total{code=\"404\"")
+            && l.contains("resource=\"deployments\"")
+            && l.contains("verb=\"GET\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("apiserver_request_duration_seconds_bucket{") && metrics.contains("process_resident_memory_bytes"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -148,6 +161,77 @@ fn bad_input_gets_kubernetes_errors_and_nothing_is_stored() {
     // A namespace that does not exist.
     let out = s.kubectl_stdin(&["apply", "-n", "nope", "-f", "-"], DEPLOYMENT);
     assert!(out.stderr.contains("namespaces \"nope\" not found"), "{out}");
+}
+
+#[test]
+fn server_side_apply_owns_fields_and_reports_conflicts() {
+    if !kubectl_is_recent() {
+        return;
+    }
+    let s = Server::start_k8s(&[]);
+    let manifest = DEPLOYMENT.replace("labels: {app: web}\nspec:\n  replicas: 2", "labels: {app: web, team: a}\nspec:\n  replicas: 2");
+    let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &manifest).ok();
+    assert!(out.contains("deployment.apps/web serverside-applied"), "{out}");
+    let d = json(s.kubectl(&["get", "deploy", "web", "-o", "json", "--show-managed-fields"]).ok());
+    let mf = &d["metadata"]["managedFields"][0];
+    assert_eq!((mf["manager"].as_str(), mf["operation"].as_str()), (Some("kubectl"), Some("Apply")), "{mf}");
+    let fields = &mf["fieldsV1"];
+    assert!(fields["f:spec"]["f:replicas"].is_object(), "{fields}");
+    assert!(fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:image"].is_object(), "{fields}");
+    assert!(fields["f:metadata"]["f:labels"]["f:team"].is_object(), "{fields}");
+
+    // Another writer takes spec.replicas; re-applying a different value conflicts with it and
+    // changes nothing.
+    s.kubectl(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":5}}"#]).ok();
+    let manifest3 = manifest.replace("replicas: 2", "replicas: 3");
+    let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &manifest3);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\" using apps/v1: .spec.replicas"), "{out}");
+    assert_eq!(s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]).ok(), "5");
+    // Applying the value it already has is shared ownership, not a conflict.
+    s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &manifest.replace("replicas: 2", "replicas: 5")).ok();
+    // --force-conflicts takes the field over.
+    s.kubectl_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], &manifest3).ok();
+    let d = json(s.kubectl(&["get", "deploy", "web", "-o", "json", "--show-managed-fields"]).ok());
+    assert_eq!(d["spec"]["replicas"], 3);
+    let owners: Vec<&str> = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["fieldsV1"]["f:spec"]["f:replicas"].is_object())
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["kubectl"], "{d}");
+
+    // A field the applier stops applying is removed; one another manager set stays.
+    s.kubectl(&["label", "deploy", "web", "owner=ops"]).ok();
+    s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &manifest3.replace("labels: {app: web, team: a}", "labels: {app: web}")).ok();
+    let labels = json(s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels}"]).ok());
+    assert_eq!(labels, serde_json::json!({"app": "web", "owner": "ops"}));
+
+    // Apply creates what does not exist; dry runs store nothing; a missing manager is refused.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: b}\n";
+    let out = s.kubectl_stdin(&["apply", "--server-side", "--dry-run=server", "-f", "-"], cm).ok();
+    assert!(out.contains("configmap/ssa serverside-applied (server dry run)"), "{out}");
+    assert_eq!(s.kubectl(&["get", "cm", "ssa"]).code, Some(1));
+    s.kubectl_stdin(&["apply", "--server-side", "--field-manager=team-x", "-f", "-"], cm).ok();
+    let owner = s.kubectl(&["get", "cm", "ssa", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[0].manager}"]).ok();
+    assert_eq!(owner, "team-x");
+    let raw = s.kubectl(&["patch", "cm", "ssa", "--type=apply", "-p", "{}", "--field-manager="]);
+    assert_ne!(raw.code, Some(0), "{raw}");
+
+    // kubectl edit: the edited object goes back as a patch and kubectl-edit owns the change.
+    let dir = tempfile::tempdir().unwrap();
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/^  a: b$/  a: edited/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut edit = std::process::Command::new("kubectl");
+    edit.env_remove("KUBECONFIG").env("KUBE_EDITOR", &editor).arg("--kubeconfig").arg(s.kubeconfig()).args(["edit", "cm", "ssa"]);
+    let out = common::run_command(edit, "kubectl edit", common::COMMAND_TIMEOUT);
+    assert!(out.stdout.contains("configmap/ssa edited"), "{out}");
+    let d = json(s.kubectl(&["get", "cm", "ssa", "-o", "json", "--show-managed-fields"]).ok());
+    assert_eq!(d["data"]["a"], "edited");
+    assert!(d["metadata"]["managedFields"].as_array().unwrap().iter().any(|e| e["manager"] == "kubectl-edit"), "{d}");
 }
 
 #[test]
@@ -192,6 +276,16 @@ fn watch_wait_and_namespace_deletion() {
     ])
     .ok();
     s.kubectl(&["wait", "--for=condition=Ready", "pod/p1", "-n", "team-a", "--timeout=10s"]).ok();
+
+    // wait --for=delete returns once a finalizer holding the pod is removed.
+    s.kubectl(&["patch", "pod", "p2", "-n", "team-a", "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]).ok();
+    s.kubectl(&["delete", "pod", "p2", "-n", "team-a", "--wait=false"]).ok();
+    let waiting = s.spawn_kubectl(&["wait", "--for=delete", "pod/p2", "-n", "team-a", "--timeout=20s"], None);
+    std::thread::sleep(Duration::from_millis(500));
+    s.kubectl(&["patch", "pod", "p2", "-n", "team-a", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]).ok();
+    let done = waiting.wait_exit(Duration::from_secs(20));
+    assert_eq!(done.code, Some(0), "{done}");
+    assert!(done.stdout.contains("pod/p2 condition met"), "{done}");
 
     // Deleting the namespace removes what is in it; kubectl waits until it is gone.
     s.kubectl(&["delete", "ns", "team-a", "--timeout=20s"]).ok();

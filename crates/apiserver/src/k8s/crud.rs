@@ -12,6 +12,7 @@ use daas_store::{Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyS
 use serde_json::{Value, json};
 
 use super::auth::User;
+use super::managed;
 use super::patch::{self, PatchType};
 use super::registry::{Kind, ResourceType, Sub, by_kind};
 use super::request::{Output, Query, RequestInfo};
@@ -32,6 +33,56 @@ impl Ctx<'_> {
     fn dry_run(&self) -> bool {
         self.q.get("dryRun").is_some_and(|v| v == "All")
     }
+
+    /// The field manager of a write: `?fieldManager=`, else derived from the User-Agent as
+    /// kube-apiserver does (`kubectl/v1.33.1 (…)` → `kubectl`).
+    fn manager(&self) -> String {
+        match self.q.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(m) => m.clone(),
+            None => managed::manager_from_user_agent(self.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("")),
+        }
+    }
+
+    /// Records `manager`'s ownership of what a create or update changed.
+    fn track(&self, rt: &ResourceType, old: Option<&Value>, new: Value, sub: Option<Sub>) -> Value {
+        managed::update(
+            old,
+            new,
+            &self.manager(),
+            &rt.api_version(),
+            sub.map(Sub::name),
+            rt.subresources.contains(&Sub::Status),
+            &meta::now_rfc3339(),
+        )
+    }
+}
+
+/// Checks the write options every write shares: `fieldManager` (at most 128 printable
+/// characters) and `force` (apply only).
+fn check_write_options(ctx: &Ctx<'_>, apply: bool) -> ApiResult<()> {
+    if let Some(m) = ctx.q.get("fieldManager") {
+        if m.len() > 128 {
+            return Err(ApiError::new(422, "Invalid", "fieldManager: Too long: may not be more than 128 bytes"));
+        }
+        if m.chars().any(|c| c.is_control()) {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("fieldManager: Invalid value: {m:?}: must only contain printable characters"),
+            ));
+        }
+    }
+    if apply && ctx.q.get("fieldManager").is_none_or(|m| m.is_empty()) {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ));
+    }
+    if !apply && ctx.q.contains_key("force") {
+        return Err(ApiError::new(422, "Invalid", "force: Forbidden: may not be specified for non-apply patch"));
+    }
+    Ok(())
 }
 
 pub async fn dispatch(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, body: Bytes) -> ApiResult<Response> {
@@ -66,16 +117,22 @@ pub async fn dispatch(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, body: B
         }
         ("create", Some(Sub::Binding)) => bind(api, info, ctx, &body).await,
         ("create", None) => {
+            check_write_options(ctx, false)?;
             let obj = decode_body(ctx.headers, &body)?;
-            let obj = admit_new(rt, info.namespace.as_deref(), obj, ctx)?;
-            let (created, warnings) = obj;
+            let (created, warnings) = admit_new(rt, info.namespace.as_deref(), obj, ctx)?;
+            let created = ctx.track(rt, None, created, None);
             if ctx.dry_run() {
+                // A dry run answers what the real create would, including AlreadyExists.
+                if api.try_read(rt, info.namespace.as_deref(), meta::name(&created)).await?.is_some() {
+                    return Err(ApiError::already_exists(rt, meta::name(&created)));
+                }
                 return Ok(with_warnings(one(rt, StatusCode::CREATED, &created, ctx), &warnings));
             }
             let stored = api.insert(rt, info.namespace.as_deref(), created).await?;
             Ok(with_warnings(one(rt, StatusCode::CREATED, &stored, ctx), &warnings))
         }
         ("update", sub) => {
+            check_write_options(ctx, false)?;
             let new = decode_body(ctx.headers, &body)?;
             update(api, info, ctx, sub, Change::Replace(new)).await
         }
@@ -86,12 +143,21 @@ pub async fn dispatch(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, body: B
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json; got {ct}"
                 ))
             })?;
-            if pt == PatchType::Apply {
-                return Err(ApiError::unsupported_media(
-                    "server-side apply (application/apply-patch+yaml) is not served yet; use client-side kubectl apply",
-                ));
-            }
-            let p: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            check_write_options(ctx, pt == PatchType::Apply)?;
+            let p: Value = if pt == PatchType::Apply {
+                // The applied configuration, in YAML (of which JSON is a subset).
+                let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the apply patch is not UTF-8"))?;
+                let v: Value = serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+                if !v.is_object() {
+                    return Err(ApiError::bad_request("the apply patch must be an object"));
+                }
+                if v.pointer("/metadata/managedFields").is_some_and(|m| !m.is_null()) {
+                    return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+                }
+                v
+            } else {
+                serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+            };
             update(api, info, ctx, sub, Change::Patch(pt, p)).await
         }
         ("delete", None) => delete(api, info, ctx, &body).await,
@@ -459,6 +525,44 @@ impl Api {
     }
 }
 
+/// Merges an applied configuration into `current` (or into nothing, to create), with field
+/// ownership; conflicts with other managers are a 409 unless `?force=true`.
+fn server_side_apply(rt: &ResourceType, current: Option<&Value>, cfg: &Value, sub: Option<Sub>, ctx: &Ctx<'_>) -> ApiResult<Value> {
+    let force = match ctx.q.get("force").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("force: invalid boolean {other:?}"))),
+    };
+    let av = rt.api_version();
+    match cfg.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if v == av => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!("the API version in the data ({v}) does not match the expected API version ({av})")));
+        }
+        None => return Err(ApiError::bad_request("apiVersion must be set in an apply patch")),
+    }
+    match cfg.get("kind").and_then(Value::as_str) {
+        Some(k) if k == rt.kind => {}
+        Some(k) => return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", rt.kind))),
+        None => return Err(ApiError::bad_request("kind must be set in an apply patch")),
+    }
+    let mut cfg = cfg.clone();
+    strategy::normalize_quantities(&mut cfg);
+    managed::apply(
+        current,
+        &cfg,
+        &ctx.manager(),
+        &av,
+        sub.map(Sub::name),
+        force,
+        rt.subresources.contains(&Sub::Status),
+        &meta::now_rfc3339(),
+    )
+    .map_err(|conflicts| {
+        ApiError::new(409, "Conflict", managed::conflict_message(&conflicts, &av)).with_details(managed::conflict_details(&conflicts, &av))
+    })
+}
+
 /// Builds the new object of an update or patch from the current one.
 fn apply_change(rt: &ResourceType, sub: Option<Sub>, current: &Value, change: &Change, ctx: &Ctx<'_>) -> ApiResult<(Value, Vec<String>)> {
     let base = if sub == Some(Sub::Scale) { scale_of(current) } else { current.clone() };
@@ -467,7 +571,12 @@ fn apply_change(rt: &ResourceType, sub: Option<Sub>, current: &Value, change: &C
         Change::Patch(PatchType::Json, p) => patch::json_patch(&base, p).map_err(|e| ApiError::new(422, "Invalid", e))?,
         Change::Patch(PatchType::Merge, p) => patch::merge_patch(&base, p),
         Change::Patch(PatchType::Strategic, p) => patch::strategic_merge(&base, p).map_err(ApiError::bad_request)?,
-        Change::Patch(PatchType::Apply, _) => return Err(ApiError::unsupported_media("server-side apply is not served yet")),
+        Change::Patch(PatchType::Apply, p) => {
+            if sub == Some(Sub::Scale) {
+                return Err(ApiError::unsupported_media("apply patches are not supported on the scale subresource"));
+            }
+            server_side_apply(rt, Some(current), p, sub, ctx)?
+        }
     };
     if !proposed.is_object() {
         return Err(ApiError::bad_request("the patched object is not a JSON object"));
@@ -559,6 +668,7 @@ async fn update(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, sub: Option<S
         let Some((current, rev)) = api.try_read(rt, ns, nm).await? else {
             if let (Change::Replace(v), None, Kind::Lease | Kind::Endpoints | Kind::Event) = (&change, sub, rt.id) {
                 let (obj, warnings) = admit_new(rt, ns, v.clone(), ctx)?;
+                let obj = ctx.track(rt, None, obj, None);
                 if meta::name(&obj) != nm {
                     return Err(ApiError::bad_request(format!(
                         "the name of the object ({}) does not match the name on the URL ({nm})",
@@ -571,9 +681,35 @@ async fn update(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, sub: Option<S
                 let stored = api.insert(rt, ns, obj).await?;
                 return Ok(with_warnings(one(rt, StatusCode::CREATED, &stored, ctx), &warnings));
             }
+            if let (Change::Patch(PatchType::Apply, p), None) = (&change, sub) {
+                // Applying an object that does not exist creates it.
+                let mut cfg = p.clone();
+                meta::metadata_mut(&mut cfg).entry("name").or_insert_with(|| json!(nm));
+                let obj = server_side_apply(rt, None, &cfg, None, ctx)?;
+                let (obj, warnings) = admit_new(rt, ns, obj, ctx)?;
+                if meta::name(&obj) != nm {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({}) does not match the name on the URL ({nm})",
+                        meta::name(&obj)
+                    )));
+                }
+                if ctx.dry_run() {
+                    return Ok(with_warnings(one(rt, StatusCode::CREATED, &obj, ctx), &warnings));
+                }
+                match api.insert(rt, ns, obj).await {
+                    Ok(stored) => return Ok(with_warnings(one(rt, StatusCode::CREATED, &stored, ctx), &warnings)),
+                    // Someone created it meanwhile: apply to theirs.
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             return Err(ApiError::not_found(rt, nm));
         };
         let (new, warnings) = apply_change(rt, sub, &current, &change, ctx)?;
+        let new = match &change {
+            Change::Patch(PatchType::Apply, _) => new,
+            _ => ctx.track(rt, Some(&current), new, sub),
+        };
         let errs = strategy::validate(rt, &new, Some(&current));
         if !errs.is_empty() {
             return Err(ApiError::invalid(rt, nm, errs));

@@ -6,7 +6,9 @@
 pub mod auth;
 mod crud;
 pub mod discovery;
+pub mod managed;
 pub mod meta;
+pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -83,6 +85,7 @@ pub struct Api {
     audit: Option<parking_lot::Mutex<std::fs::File>>,
     kubeconfigs: Option<KubeconfigSource>,
     enabled: bool,
+    pub metrics: metrics::Metrics,
 }
 
 /// What `/kubectl/config` needs to issue kubeconfigs.
@@ -104,7 +107,7 @@ const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 impl Api {
     pub fn new(store: Store, authn: Authenticator, authz: Authorizer, config: ApiConfig) -> Self {
         let inflight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-        Api { store, authn, authz, config, inflight, audit: None, kubeconfigs: None, enabled: true }
+        Api { store, authn, authz, config, inflight, audit: None, kubeconfigs: None, enabled: true, metrics: Default::default() }
     }
 
     /// Appends one JSON line per mutating request to `path`.
@@ -183,6 +186,7 @@ impl Api {
 
     /// Serves one request of the Kubernetes API (and the health/version endpoints).
     pub async fn handle(self: Arc<Self>, req: Request) -> Response {
+        let started = std::time::Instant::now();
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
         let q = request::parse_query(parts.uri.query());
@@ -201,6 +205,29 @@ impl Api {
         };
         match path.as_str() {
             "/kubectl/config" => return self.kubeconfig_for(&user),
+            "/metrics" => {
+                if !(user.is_admin() || user.tier() == Some(auth::Tier::Admin)) {
+                    return ApiError::new(
+                        403,
+                        "Forbidden",
+                        format!("forbidden: User \"{}\" cannot get path \"/metrics\": only admins read metrics", user.name),
+                    )
+                    .into_response();
+                }
+                let mut r = Response::new(axum::body::Body::from(self.metrics.render(self.store.current_revision())));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                return r;
+            }
+            "/openapi/v2" => {
+                return match openapi::swagger(&parts.headers) {
+                    Ok(d) => {
+                        let mut r = bytes_response(d);
+                        r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                        r
+                    }
+                    Err(e) => e.into_response(),
+                };
+            }
             "/openapi/v3" => return bytes_response(openapi::index()),
             p if p.starts_with("/openapi/v3/") => {
                 return match openapi::group_version(&p["/openapi/v3/".len()..]) {
@@ -232,12 +259,25 @@ impl Api {
             Ok(o) => o,
             Err(e) => return e.into_response(),
         };
+        let labels = metrics::Labels {
+            verb: info.verb,
+            group: info.rt.group,
+            version: info.rt.version,
+            resource: info.rt.plural,
+            subresource: info.sub.map(|s| s.name()).unwrap_or(""),
+            namespaced: info.namespace.is_some(),
+        };
         if info.verb == "watch" {
-            return watch::watch(self, info, q, output).await.unwrap_or_else(IntoResponse::into_response);
+            let r = watch::watch(self.clone(), info, q, output).await.unwrap_or_else(IntoResponse::into_response);
+            self.metrics.record(labels, r.status().as_u16(), started.elapsed());
+            return r;
         }
         let Ok(_permit) = self.inflight.clone().try_acquire_owned() else {
+            self.metrics.dropped();
+            self.metrics.record(labels, 429, started.elapsed());
             return ApiError::too_many_requests("Too many requests, please try again later.", 1).into_response();
         };
+        let _inflight = self.metrics.inflight();
         let body = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
             Err(_) => return ApiError::too_large("the request body exceeds the 3 MiB limit").into_response(),
@@ -251,6 +291,7 @@ impl Api {
         if !matches!(info.verb, "get" | "list") {
             self.audit(&user, &info, code);
         }
+        self.metrics.record(labels, code, started.elapsed());
         result.unwrap_or_else(IntoResponse::into_response)
     }
 

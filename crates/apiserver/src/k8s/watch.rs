@@ -129,7 +129,9 @@ pub async fn watch(api: Arc<Api>, info: RequestInfo, q: Query, output: Output) -
 
     let kind = rt.kind;
     let api_version = rt.api_version();
+    let open = api.metrics.watch_opened();
     tokio::spawn(async move {
+        let _open = open;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
         let mut last_sent = start_rev;
         loop {
