@@ -22,7 +22,8 @@ PID=""
 cleanup() { [[ -n "$PID" ]] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-# Starts the server on $WORK/data and prints the milliseconds until /readyz answered 200.
+# Starts the server on $WORK/data; sets PID, and READY_MS to the milliseconds until /readyz
+# answered 200.
 start() {
   local t0 t1
   t0=$(date +%s%N)
@@ -31,7 +32,7 @@ start() {
   PID=$!
   for _ in $(seq 1 1000); do
     if [[ $(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "https://127.0.0.1:$PORT/readyz" || true) == 200 ]]; then
-      t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)); return 0
+      t1=$(date +%s%N); READY_MS=$(((t1 - t0) / 1000000)); return 0
     fi
     sleep 0.01
   done
@@ -41,7 +42,7 @@ stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
 rss_mib() { awk -v f="$1" '$1 == f":" {printf "%.0f", $2 / 1024}' "/proc/$PID/status"; }
 
 KC="$WORK/data/admin.kubeconfig"
-FRESH_MS=$(start)
+start; FRESH_MS=$READY_MS
 for i in $(seq 1 "$REPEAT"); do
   "$DAAS" bench k8s mixed --json --kubeconfig "$KC" --namespace "load-$i" --rate $RATE --duration $DURATION \
     --clients 32 --conns 4 --watchers 8 >>"$WORK/mixed"
@@ -53,7 +54,7 @@ RSS_PODS=$(rss_mib VmRSS)
 RSS_AFTER=$(rss_mib VmRSS); HWM=$(rss_mib VmHWM)
 stop
 READY=()
-for _ in 1 2 3; do READY+=("$(start)"); stop; done
+for _ in 1 2 3; do start; READY+=("$READY_MS"); stop; done
 
 python3 - "$WORK" "$(nproc)" "$FRESH_MS" "$RSS_PODS" "$RSS_AFTER" "$HWM" "${READY[@]}" <<'PY'
 import json, sys, datetime, statistics
