@@ -78,7 +78,7 @@ pub struct Pods {
     /// Concurrent creating clients
     #[arg(long, default_value_t = 32)]
     clients: usize,
-    /// Timed repetitions of each list
+    /// Timed repetitions of each list (0: only create)
     #[arg(long, default_value_t = 5)]
     lists: usize,
 }
@@ -614,6 +614,14 @@ async fn pods(p: Pods) -> anyhow::Result<()> {
     }
     let create_s = started.elapsed().as_secs_f64();
 
+    if p.lists == 0 {
+        let out = json!({
+            "mode": "pods", "created": p.count as u64 - errors, "created_in_s": create_s, "create_errors": errors,
+            "create_p50_ms": ms(&create, 0.5), "create_p99_ms": ms(&create, 0.99), "first_error": first_error,
+        });
+        print(p.target.json, &out);
+        return Ok(());
+    }
     let c = &conns[0];
     let base = format!("/api/v1/namespaces/{ns}/pods");
     let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
@@ -622,7 +630,7 @@ async fn pods(p: Pods) -> anyhow::Result<()> {
     let mut paged = Vec::new();
     let mut items = 0;
     let mut bytes = 0;
-    for _ in 0..p.lists.max(1) {
+    for _ in 0..p.lists {
         let t = Instant::now();
         let r = c.call("GET", &base, None, None).await?;
         full.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -88,6 +88,12 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
+    // A large list briefly needs tens of MiB on a blocking-pool thread; jemalloc's background
+    // thread hands such pages back to the OS after its decay time (10 s) even when that arena
+    // sees no further allocations, so the server's RSS settles back after a burst.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::debug!(error = %e, "jemalloc background purging is unavailable");
+    }
     tracing::info!(data_dir = %cfg.data_dir.display(), "starting daas server");
     create_data_dir(&cfg)?;
     let tee = tee(&cfg)?;

@@ -1132,7 +1132,7 @@ fn list_blocking(api: &Api, rt: &'static ResourceType, namespace: Option<&str>, 
         KeySpan::Single(_) => None,
     };
     let filtered = !labels.is_empty() || !fields.is_empty();
-    let mut items = Vec::new();
+    let mut items = ListSink::new(output, q.get("includeObject").map(String::as_str).unwrap_or("Metadata"), rt);
     let mut next_start = Bytes::from(start);
     let mut more = false;
     let mut remaining: Option<i64> = None;
@@ -1165,7 +1165,7 @@ fn list_blocking(api: &Api, rt: &'static ResourceType, namespace: Option<&str>, 
                 continue;
             }
             meta::set_resource_version(&mut v, kv.mod_revision);
-            items.push(v);
+            items.push(v)?;
             if limit > 0 && items.len() as i64 >= limit {
                 if i + 1 < n || r.more {
                     stopped_at = Some(kv.key.clone());
@@ -1202,20 +1202,92 @@ fn list_blocking(api: &Api, rt: &'static ResourceType, namespace: Option<&str>, 
     } else {
         None
     };
-    if output == Output::Table {
-        let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");
-        let t = table::table(rt, &items, &rev.to_string(), cont.as_deref(), include, true);
-        return Ok(encode(StatusCode::OK, &t, Output::Json));
-    }
     let mut md = json!({"resourceVersion": rev.to_string()});
     if let Some(c) = cont {
         md["continue"] = json!(c);
-        if let Some(r) = remaining.filter(|r| *r > 0) {
+        if let Some(r) = remaining.filter(|r| *r > 0 && output != Output::Table) {
             md["remainingItemCount"] = json!(r);
         }
     }
-    let list = json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": md, "items": items});
-    Ok(encode(StatusCode::OK, &list, output))
+    Ok(items.finish(rt, md))
+}
+
+/// Where the items of a list go as they are read: each is turned into its output form at once
+/// (JSON bytes, or a Table row), so a list of 10,000 pods never holds 10,000 decoded objects.
+enum ListSink {
+    /// Serialized items, comma-separated.
+    Json {
+        buf: Vec<u8>,
+        n: usize,
+    },
+    Rows {
+        rows: Vec<Value>,
+        include: String,
+        now: i64,
+        rt: &'static ResourceType,
+    },
+    /// YAML is encoded from the whole list.
+    Values(Vec<Value>),
+}
+
+impl ListSink {
+    fn new(output: Output, include: &str, rt: &'static ResourceType) -> ListSink {
+        match output {
+            Output::Json => ListSink::Json { buf: Vec::with_capacity(64 * 1024), n: 0 },
+            Output::Table => ListSink::Rows { rows: Vec::new(), include: include.to_string(), now: meta::now_secs(), rt },
+            Output::Yaml => ListSink::Values(Vec::new()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            ListSink::Json { n, .. } => *n,
+            ListSink::Rows { rows, .. } => rows.len(),
+            ListSink::Values(v) => v.len(),
+        }
+    }
+
+    fn push(&mut self, v: Value) -> ApiResult<()> {
+        match self {
+            ListSink::Json { buf, n } => {
+                if *n > 0 {
+                    buf.push(b',');
+                }
+                serde_json::to_writer(&mut *buf, &v).map_err(|e| ApiError::internal(format!("encoding a list item: {e}")))?;
+                *n += 1;
+            }
+            ListSink::Rows { rows, include, now, rt } => rows.push(table::row(rt, &v, include, *now)),
+            ListSink::Values(vs) => vs.push(v),
+        }
+        Ok(())
+    }
+
+    fn finish(self, rt: &ResourceType, md: Value) -> Response {
+        let kind = format!("{}List", rt.kind);
+        match self {
+            ListSink::Json { buf, .. } => {
+                let head = json!({"kind": kind, "apiVersion": rt.api_version(), "metadata": md});
+                // `{"apiVersion":…,"kind":…,"metadata":{…}` + `,"items":[…]}`.
+                let mut out = serde_json::to_vec(&head).unwrap_or_else(|_| b"{}".to_vec());
+                out.pop();
+                out.extend_from_slice(b",\"items\":[");
+                out.extend_from_slice(&buf);
+                out.extend_from_slice(b"]}");
+                let mut r = Response::new(axum::body::Body::from(out));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+            ListSink::Rows { rows, .. } => {
+                let rv = md["resourceVersion"].as_str().unwrap_or("").to_string();
+                let t = table::from_rows(rt, rows, &rv, md["continue"].as_str(), true);
+                encode(StatusCode::OK, &t, Output::Json)
+            }
+            ListSink::Values(items) => {
+                let list = json!({"kind": kind, "apiVersion": rt.api_version(), "metadata": md, "items": items});
+                encode(StatusCode::OK, &list, Output::Yaml)
+            }
+        }
+    }
 }
 
 /// SelfSubjectAccessReview and SelfSubjectReview: answered from the caller's identity.

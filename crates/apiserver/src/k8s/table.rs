@@ -456,16 +456,21 @@ pub fn column_definitions(rt: &ResourceType) -> Value {
 /// the first).
 pub fn table(rt: &ResourceType, objects: &[Value], resource_version: &str, cont: Option<&str>, include: &str, with_columns: bool) -> Value {
     let now = meta::now_secs();
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| {
-            let mut row = json!({"cells": cells(rt, o, now)});
-            if let Some(obj) = row_object(o, include) {
-                row["object"] = obj;
-            }
-            row
-        })
-        .collect();
+    let rows: Vec<Value> = objects.iter().map(|o| row(rt, o, include, now)).collect();
+    from_rows(rt, rows, resource_version, cont, with_columns)
+}
+
+/// One row: the cells of `o` and, per `include`, the object or its metadata.
+pub fn row(rt: &ResourceType, o: &Value, include: &str, now: i64) -> Value {
+    let mut row = json!({"cells": cells(rt, o, now)});
+    if let Some(obj) = row_object(o, include) {
+        row["object"] = obj;
+    }
+    row
+}
+
+/// A Table from rows made by [`row`].
+pub fn from_rows(rt: &ResourceType, rows: Vec<Value>, resource_version: &str, cont: Option<&str>, with_columns: bool) -> Value {
     let mut t = json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
