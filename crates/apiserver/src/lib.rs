@@ -27,10 +27,28 @@ pub fn router(trust: Arc<TrustState>, api: Arc<k8s::Api>) -> Router {
     Router::new()
         .route("/health", get(trust::health))
         .route("/api/v1/attestation", get(trust::attestation))
-        .route("/api/v1/security-context", get(trust::security_context))
+        .route(
+            "/api/v1/security-context",
+            get(trust::security_context).route_layer(axum::middleware::from_fn_with_state(api.clone(), authenticated)),
+        )
         .with_state::<Arc<k8s::Api>>(trust)
         .fallback(k8s::handler)
         .with_state(api)
+}
+
+/// Lets a request through only with credentials the API accepts (anonymous: 401 Status).
+async fn authenticated(
+    axum::extract::State(api): axum::extract::State<Arc<k8s::Api>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match api.authn.authenticate(req.extensions().get::<k8s::auth::PeerCerts>(), header) {
+        Ok(Some(_)) => next.run(req).await,
+        Ok(None) => k8s::status::ApiError::unauthorized().into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Binds `listen` and serves `router` over TLS with `tls` until `shutdown` resolves. Returns

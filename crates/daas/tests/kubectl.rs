@@ -332,6 +332,10 @@ fn stale_writes_conflict_and_identity_checks() {
     for public in ["/livez", "/readyz", "/healthz", "/version", "/health"] {
         assert!(curl(public).ends_with("\n200"), "{public}");
     }
+    assert!(curl("/api/v1/attestation?nonce=00112233445566778899aabbccddeeff").ends_with("\n200"));
+    for private in ["/api/v1/security-context", "/metrics", "/openapi/v2", "/openapi/v3", "/kubectl/config"] {
+        assert!(curl(private).ends_with("\n401"), "{private} answered anonymous requests");
+    }
 }
 
 #[test]
