@@ -93,6 +93,10 @@ pub struct ServerSettings {
     /// only: no client certificates without TLS; anonymous requests still get 401)
     #[arg(long, env = "DAAS_DANGER_INSECURE_HTTP_LISTEN")]
     pub danger_insecure_http_listen: Option<String>,
+    /// How often the Kubernetes API compacts the store's history, keeping one interval of it
+    /// for watches to resume from, as kube-apiserver does; "off" disables it [default: 5m]
+    #[arg(long, env = "DAAS_COMPACTION_INTERVAL")]
+    pub compaction_interval: Option<String>,
 }
 
 impl ServerSettings {
@@ -127,7 +131,8 @@ impl ServerSettings {
             audit_log,
             max_requests_inflight,
             disable_kubernetes_api,
-            danger_insecure_http_listen
+            danger_insecure_http_listen,
+            compaction_interval
         )
     }
 }
@@ -158,6 +163,8 @@ pub struct ServerConfig {
     pub audit_log: PathBuf,
     pub max_requests_inflight: usize,
     pub danger_insecure_http_listen: Option<SocketAddr>,
+    /// `None`: never compact.
+    pub compaction_interval: Option<Duration>,
     pub kubernetes_api: bool,
 }
 
@@ -313,6 +320,14 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
             Duration::from_secs(600)
         }),
     };
+    let compaction_interval = match s.compaction_interval.as_deref() {
+        None => Some(Duration::from_secs(300)),
+        Some("off" | "0") => None,
+        Some(v) => Some(parse_duration(v).unwrap_or_else(|e| {
+            errors.push(format!("compaction-interval: {e}"));
+            Duration::from_secs(300)
+        })),
+    };
     let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
     let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
     let kek_file = s.kek_file.as_deref().map(PathBuf::from);
@@ -373,6 +388,7 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         audit_log,
         max_requests_inflight,
         danger_insecure_http_listen,
+        compaction_interval,
         kubernetes_api: !s.disable_kubernetes_api.unwrap_or(false),
     })
 }

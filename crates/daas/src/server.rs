@@ -158,6 +158,9 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     let api = Arc::new(api);
     if cfg.kubernetes_api {
         api.bootstrap().await.map_err(|e| anyhow::anyhow!("creating the system namespaces: {e}"))?;
+        if let Some(every) = cfg.compaction_interval {
+            api.clone().spawn_compactor(every);
+        }
         write_admin_kubeconfig(&cfg.write_kubeconfig, &pki, &local_url)?;
     } else {
         tracing::info!("the Kubernetes API is disabled (--disable-kubernetes-api)");

@@ -164,6 +164,26 @@ fn bad_input_gets_kubernetes_errors_and_nothing_is_stored() {
 }
 
 #[test]
+fn history_is_compacted_and_old_versions_expire() {
+    if !kubectl_is_recent() {
+        return;
+    }
+    let s = Server::start_k8s(&["--compaction-interval", "1s"]);
+    s.kubectl(&["create", "configmap", "h", "--from-literal=v=1"]).ok();
+    let old = s.kubectl(&["get", "cm", "h", "-o", "jsonpath={.metadata.resourceVersion}"]).ok();
+    s.kubectl(&["patch", "cm", "h", "-p", r#"{"data":{"v":"1.5"}}"#]).ok();
+    s.kubectl(&["patch", "cm", "h", "-p", r#"{"data":{"v":"2"}}"#]).ok();
+    // Two ticks: the first notes the revision, the second compacts up to it.
+    std::thread::sleep(Duration::from_millis(2600));
+    let list = s.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={old}&resourceVersionMatch=Exact")]);
+    assert!(list.code != Some(0) && list.stderr.contains("The resourceVersion for the provided list is too old"), "{list}");
+    let watch = s.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={old}")]).ok();
+    assert!(watch.contains("\"type\":\"ERROR\"") && watch.contains("\"code\":410"), "{watch}");
+    // The current state is whole.
+    assert_eq!(s.kubectl(&["get", "cm", "h", "-o", "jsonpath={.data.v}"]).ok(), "2");
+}
+
+#[test]
 fn server_side_apply_owns_fields_and_reports_conflicts() {
     if !kubectl_is_recent() {
         return;

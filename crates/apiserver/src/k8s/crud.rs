@@ -1142,6 +1142,9 @@ fn list_blocking(api: &Api, rt: &'static ResourceType, namespace: Option<&str>, 
         req.revision = rev;
         req.limit = chunk;
         let r = api.store.range_now(&req).map_err(|e| match e {
+            daas_store::StoreError::Compacted { .. } if !q.contains_key("continue") => {
+                ApiError::gone("The resourceVersion for the provided list is too old.")
+            }
             daas_store::StoreError::Compacted { .. } => ApiError::gone(
                 "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
             ),

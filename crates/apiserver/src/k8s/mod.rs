@@ -184,6 +184,27 @@ impl Api {
         Ok(())
     }
 
+    /// Compacts the store's history every `every`, up to the revision current one interval
+    /// earlier: watches and paged lists can resume from anything younger than that, older
+    /// ones get 410 Gone and relist (kube-apiserver's scheme, with its 5-minute default).
+    pub fn spawn_compactor(self: Arc<Self>, every: std::time::Duration) {
+        tokio::spawn(async move {
+            let mut previous = None;
+            loop {
+                tokio::time::sleep(every).await;
+                if let Some(rev) = previous
+                    && rev > self.store.compact_revision()
+                {
+                    match self.store.compact(rev).await {
+                        Ok(_) => tracing::info!(revision = rev, "compacted the store's history"),
+                        Err(e) => tracing::warn!(revision = rev, error = %e, "compacting the store's history failed"),
+                    }
+                }
+                previous = Some(self.store.current_revision());
+            }
+        });
+    }
+
     /// Serves one request of the Kubernetes API (and the health/version endpoints).
     pub async fn handle(self: Arc<Self>, req: Request) -> Response {
         let started = std::time::Instant::now();
