@@ -164,6 +164,48 @@ fn bad_input_gets_kubernetes_errors_and_nothing_is_stored() {
 }
 
 #[test]
+fn events_of_both_api_groups_are_one_list() {
+    if !kubectl_is_recent() {
+        return;
+    }
+    let s = Server::start_k8s(&[]);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: c, image: busybox}]\n",
+    )
+    .ok();
+    let uid = s.kubectl(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]).ok();
+    // A controller records an event through events.k8s.io/v1 ...
+    let ev = format!(
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {{name: web.sched}}\neventTime: '2026-11-21T07:00:00.000000Z'\n\
+         regarding: {{kind: Pod, name: web, namespace: default, uid: {uid}, apiVersion: v1}}\n\
+         reason: FailedScheduling\ntype: Warning\naction: Scheduling\nnote: '0/3 nodes are available: 3 Insufficient cpu.'\n\
+         reportingController: default-scheduler\nreportingInstance: daas-0\n"
+    );
+    s.kubectl_stdin(&["create", "-f", "-"], &ev).ok();
+    // ... and core/v1 readers see it: kubectl get events, and describe's event list.
+    let core = json(s.kubectl(&["get", "events.v1.", "web.sched", "-o", "json"]).ok());
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["message"], "0/3 nodes are available: 3 Insufficient cpu.");
+    assert_eq!(core["involvedObject"]["name"], "web");
+    let events = s.kubectl(&["get", "events", "--field-selector", "involvedObject.name=web"]).ok();
+    assert!(events.contains("FailedScheduling") && events.contains("0/3 nodes are available"), "{events}");
+    let describe = s.kubectl(&["describe", "pod", "web"]).ok();
+    assert!(describe.contains("Warning  FailedScheduling") && describe.contains("default-scheduler"), "{describe}");
+    // A core/v1 event reads back through events.k8s.io/v1.
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Event\nmetadata: {name: web.pulled}\ninvolvedObject: {kind: Pod, name: web, namespace: default}\nreason: Pulled\nmessage: pulled\ntype: Normal\nfirstTimestamp: '2026-11-21T07:00:00Z'\nsource: {component: kubelet}\n",
+    )
+    .ok();
+    let v1 = json(s.kubectl(&["get", "events.v1.events.k8s.io", "web.pulled", "-o", "json"]).ok());
+    assert_eq!((v1["note"].as_str(), v1["regarding"]["name"].as_str()), (Some("pulled"), Some("web")), "{v1}");
+    assert_eq!(v1["deprecatedSource"]["component"], "kubelet");
+    let both = s.kubectl(&["get", "events.v1.events.k8s.io", "-o", "name"]).ok();
+    assert_eq!(both.lines().count(), 2, "{both}");
+}
+
+#[test]
 fn history_is_compacted_and_old_versions_expire() {
     if !kubectl_is_recent() {
         return;
@@ -175,7 +217,8 @@ fn history_is_compacted_and_old_versions_expire() {
     s.kubectl(&["patch", "cm", "h", "-p", r#"{"data":{"v":"2"}}"#]).ok();
     // Two ticks: the first notes the revision, the second compacts up to it.
     std::thread::sleep(Duration::from_millis(2600));
-    let list = s.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={old}&resourceVersionMatch=Exact")]);
+    let list =
+        s.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={old}&resourceVersionMatch=Exact")]);
     assert!(list.code != Some(0) && list.stderr.contains("The resourceVersion for the provided list is too old"), "{list}");
     let watch = s.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={old}")]).ok();
     assert!(watch.contains("\"type\":\"ERROR\"") && watch.contains("\"code\":410"), "{watch}");

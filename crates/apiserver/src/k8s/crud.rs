@@ -336,8 +336,9 @@ impl Api {
         match r.kvs.into_iter().next() {
             None => Ok(None),
             Some(kv) => {
-                let mut v: Value =
+                let v: Value =
                     serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object does not decode: {e}")))?;
+                let mut v = rt.from_storage(v);
                 meta::set_resource_version(&mut v, kv.mod_revision);
                 Ok(Some((v, kv.mod_revision)))
             }
@@ -346,11 +347,11 @@ impl Api {
 
     /// Compare-and-swap: writes `obj` at `key` if the key's revision is `expect` (0 = absent).
     /// Returns the new revision, or None if the comparison failed.
-    async fn cas(&self, key: &str, obj: Option<&Value>, expect: i64, extra: Vec<RequestOp>) -> ApiResult<Option<i64>> {
+    async fn cas(&self, rt: &ResourceType, key: &str, obj: Option<&Value>, expect: i64, extra: Vec<RequestOp>) -> ApiResult<Option<i64>> {
         let kb = Bytes::from(key.to_string());
         let mut ops = vec![match obj {
             Some(o) => {
-                let mut o = o.clone();
+                let mut o = rt.to_storage(o).into_owned();
                 meta::metadata_mut(&mut o).remove("resourceVersion");
                 let value = serde_json::to_vec(&o).map_err(|e| ApiError::internal(e.to_string()))?;
                 RequestOp::Put(PutRequest { key: kb.clone(), value: Bytes::from(value), ..Default::default() })
@@ -396,7 +397,7 @@ impl Api {
                 extra = self.allocate_service_ip(&mut obj).await?;
             }
             let key = rt.key(ns, meta::name(&obj));
-            match self.cas(&key, Some(&obj), 0, extra).await? {
+            match self.cas(rt, &key, Some(&obj), 0, extra).await? {
                 Some(rev) => {
                     meta::set_resource_version(&mut obj, rev);
                     return Ok(obj);
@@ -521,7 +522,7 @@ impl Api {
     /// Deletes the object now (compare-and-swap on `rev`).
     async fn remove(&self, rt: &ResourceType, obj: &Value, rev: i64) -> ApiResult<Option<i64>> {
         let key = rt.key(meta::namespace(obj), meta::name(obj));
-        self.cas(&key, None, rev, Self::release_ops(rt, obj)).await
+        self.cas(rt, &key, None, rev, Self::release_ops(rt, obj)).await
     }
 }
 
@@ -740,7 +741,7 @@ async fn update(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, sub: Option<S
             }
         }
         let key = rt.key(ns, nm);
-        match api.cas(&key, Some(&new), rev, Vec::new()).await? {
+        match api.cas(rt, &key, Some(&new), rev, Vec::new()).await? {
             Some(r) => {
                 let mut new = new;
                 meta::set_resource_version(&mut new, r);
@@ -815,7 +816,7 @@ async fn bind(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, body: &[u8]) ->
         if ctx.dry_run() {
             break;
         }
-        if api.cas(&rt.key(info.namespace.as_deref(), nm), Some(&pod), rev, Vec::new()).await?.is_some() {
+        if api.cas(rt, &rt.key(info.namespace.as_deref(), nm), Some(&pod), rev, Vec::new()).await?.is_some() {
             break;
         }
     }
@@ -972,7 +973,7 @@ async fn delete_one(
         if dry_run {
             return Ok(Deleted::Pending(next));
         }
-        if let Some(r) = api.cas(&rt.key(ns, nm), Some(&next), rev, Vec::new()).await? {
+        if let Some(r) = api.cas(rt, &rt.key(ns, nm), Some(&next), rev, Vec::new()).await? {
             meta::set_resource_version(&mut next, r);
             if rt.id == Kind::Namespace {
                 api.clone().spawn_namespace_cleanup(nm.to_string());
@@ -991,6 +992,7 @@ async fn delete_collection(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, bo
     let mut items = Vec::new();
     for kv in r.kvs {
         let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else { continue };
+        let v = rt.from_storage(v);
         if !labels.matches(meta::labels(&v)) || !fields.matches(rt, &v) {
             continue;
         }
@@ -1162,8 +1164,9 @@ fn list_blocking(api: &Api, rt: &'static ResourceType, namespace: Option<&str>, 
             {
                 continue;
             }
-            let mut v: Value =
+            let v: Value =
                 serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("stored object does not decode: {e}")))?;
+            let mut v = rt.from_storage(v);
             if filtered && (!labels.matches(meta::labels(&v)) || !fields.matches(rt, &v)) {
                 continue;
             }

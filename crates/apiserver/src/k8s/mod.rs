@@ -4,6 +4,7 @@
 //! store revision. Start with [`Api::handle`].
 
 pub mod auth;
+pub mod convert;
 mod crud;
 pub mod discovery;
 pub mod managed;

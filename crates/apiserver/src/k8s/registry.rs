@@ -111,6 +111,23 @@ impl ResourceType {
         if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
     }
 
+    /// A stored object in this resource's served form (events.k8s.io events are stored as
+    /// core/v1 ones; everything else as served).
+    pub fn from_storage(&self, v: Value) -> Value {
+        match self.id {
+            Kind::EventV1 => super::convert::event_core_to_v1(&v),
+            _ => v,
+        }
+    }
+
+    /// An object of this resource in its stored form.
+    pub fn to_storage<'a>(&self, v: &'a Value) -> std::borrow::Cow<'a, Value> {
+        match self.id {
+            Kind::EventV1 => std::borrow::Cow::Owned(super::convert::event_v1_to_core(v)),
+            _ => std::borrow::Cow::Borrowed(v),
+        }
+    }
+
     pub fn has(&self, sub: Sub) -> bool {
         self.subresources.contains(&sub)
     }
@@ -308,7 +325,7 @@ pub static RESOURCES: &[ResourceType] = &[
     ),
     row!(Job, "batch", "Job", "jobs", "job", [], ["all"], true, "/registry/jobs/", [Status], batch::Job, true),
     row!(Lease, "coordination.k8s.io", "Lease", "leases", "lease", [], [], true, "/registry/leases/", [], coordination::Lease, false),
-    row!(EventV1, "events.k8s.io", "Event", "events", "event", ["ev"], [], true, "/registry/events.k8s.io/", [], events::Event, false),
+    row!(EventV1, "events.k8s.io", "Event", "events", "event", ["ev"], [], true, "/registry/events/", [], events::Event, false),
     row!(
         SelfSubjectAccessReview,
         "authorization.k8s.io",

@@ -60,8 +60,8 @@ impl Encoder {
     }
 }
 
-fn decode(kv: &KeyValue, rev: i64) -> Option<Value> {
-    let mut v: Value = serde_json::from_slice(&kv.value).ok()?;
+fn decode(rt: &ResourceType, kv: &KeyValue, rev: i64) -> Option<Value> {
+    let mut v = rt.from_storage(serde_json::from_slice(&kv.value).ok()?);
     meta::set_resource_version(&mut v, rev);
     Some(v)
 }
@@ -92,7 +92,7 @@ pub async fn watch(api: Arc<Api>, info: RequestInfo, q: Query, output: Output) -
         req.revision = if rv > 0 { rv.min(api.store.current_revision()) } else { 0 };
         let r = api.store.range_now(&req)?;
         for kv in &r.kvs {
-            if let Some(v) = decode(kv, kv.mod_revision)
+            if let Some(v) = decode(rt, kv, kv.mod_revision)
                 && filter.matches(&v)
             {
                 initial.push(enc.line("ADDED", &v));
@@ -165,10 +165,10 @@ pub async fn watch(api: Arc<Api>, info: RequestInfo, q: Query, output: Output) -
             let mut overflow = false;
             for ev in events {
                 let rev = ev.kv.mod_revision;
-                let prev = ev.prev_kv.as_ref().and_then(|p| decode(p, rev));
+                let prev = ev.prev_kv.as_ref().and_then(|p| decode(rt, p, rev));
                 let line = match ev.kind {
                     EventKind::Put => {
-                        let Some(new) = decode(&ev.kv, rev) else { continue };
+                        let Some(new) = decode(rt, &ev.kv, rev) else { continue };
                         let now_in = filter.matches(&new);
                         let was_in = prev.as_ref().is_some_and(|p| filter.matches(p));
                         match (was_in, now_in) {
