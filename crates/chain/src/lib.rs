@@ -1,0 +1,16 @@
+//! What K3s-DaaS needs from Sui that is not the chain itself: Sui keys as the Sui CLI writes
+//! them, personal-message signatures (Ed25519, Secp256k1, Secp256r1) made and checked exactly
+//! as Sui and Mysten's SDKs do, single-use login challenges, and the seal tokens the master
+//! issues to staked workers and tenants.
+#![forbid(unsafe_code)]
+
+pub mod challenge;
+pub mod keys;
+pub mod signature;
+pub mod token;
+
+pub use challenge::{Challenge, ChallengeError, Challenges, Purpose};
+pub use keys::{KeyError, SuiKey};
+pub use signature::{SignatureError, verify_personal_message};
+pub use sui_sdk_types::Address;
+pub use token::{Claims, IssuedToken, TokenError, TokenIssuer, TokenVerifier};
