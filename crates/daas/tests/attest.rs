@@ -37,7 +37,8 @@ fn field(out: &str, label: &str) -> String {
 
 #[test]
 fn a_simulated_master_verifies_only_when_simulation_is_accepted() {
-    let server = Server::start();
+    // With the Kubernetes API, so the admin kubeconfig exists.
+    let server = Server::start_k8s(&[]);
     let dir = scratch();
     let kubeconfig = dir.path().join("pinned.kubeconfig");
     let kc = kubeconfig.to_str().expect("utf-8");
@@ -64,8 +65,12 @@ fn a_simulated_master_verifies_only_when_simulation_is_accepted() {
     assert_eq!(health["tee_type"], "simulation");
     assert_eq!(health["security_level"], 0);
     assert!(health["warnings"][0].as_str().expect("a warning").contains("SIMULATED TEE"));
+    // The security context is for authenticated callers: the pinned kubeconfig carries no
+    // credentials (401), the admin's does.
+    let anonymous = kubectl(&kubeconfig, &["get", "--raw", "/api/v1/security-context"]);
+    assert!(anonymous.code == Some(1) && anonymous.stderr.contains("Unauthorized"), "{anonymous}");
     let ctx: serde_json::Value =
-        serde_json::from_str(&kubectl(&kubeconfig, &["get", "--raw", "/api/v1/security-context"]).ok()).expect("JSON");
+        serde_json::from_str(&kubectl(&server.kubeconfig(), &["get", "--raw", "/api/v1/security-context"]).ok()).expect("JSON");
     assert_eq!(ctx["tls_ca_sha256"], field(&out, "tls_ca_sha256"));
     assert_eq!(ctx["store"]["key_provider"], "tee-sealing:simulation");
     // A bad nonce is a 400 with a reason.

@@ -115,14 +115,10 @@ impl Authenticator {
     }
 
     /// `Ok(None)` for an anonymous request; 401 for credentials that do not check out.
+    /// (Only chains the TLS layer verified against the cluster CA reach here as `peer`.)
     pub fn authenticate(&self, peer: Option<&PeerCerts>, authorization: Option<&str>) -> Result<Option<User>, ApiError> {
-        if let Some(h) = authorization {
-            let token = h.strip_prefix("Bearer ").map(str::trim).ok_or_else(ApiError::unauthorized)?;
-            let e = self.tokens.get(token).ok_or_else(ApiError::unauthorized)?;
-            let mut groups = e.groups.clone();
-            groups.push("system:authenticated".into());
-            return Ok(Some(User { name: e.user.clone(), uid: e.uid.clone(), groups, method: "token", token: Some(token.to_string()) }));
-        }
+        // As kube-apiserver: a verified client certificate authenticates first, whatever else
+        // the request carries; then a bearer token.
         if let Some(leaf) = peer.and_then(|p| p.0.first()) {
             let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|_| ApiError::unauthorized())?;
             let subject = cert.subject();
@@ -130,6 +126,13 @@ impl Authenticator {
             let mut groups: Vec<String> = subject.iter_organization().filter_map(|a| a.as_str().ok()).map(str::to_string).collect();
             groups.push("system:authenticated".into());
             return Ok(Some(User { name: cn.to_string(), uid: String::new(), groups, method: "x509", token: None }));
+        }
+        if let Some(h) = authorization {
+            let token = h.strip_prefix("Bearer ").map(str::trim).ok_or_else(ApiError::unauthorized)?;
+            let e = self.tokens.get(token).ok_or_else(ApiError::unauthorized)?;
+            let mut groups = e.groups.clone();
+            groups.push("system:authenticated".into());
+            return Ok(Some(User { name: e.user.clone(), uid: e.uid.clone(), groups, method: "token", token: Some(token.to_string()) }));
         }
         Ok(None)
     }

@@ -11,6 +11,7 @@ pub mod managed;
 pub mod meta;
 pub mod metrics;
 pub mod openapi;
+mod openapi_pb;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;
@@ -243,7 +244,8 @@ impl Api {
             "/openapi/v2" => {
                 return match openapi::swagger(&parts.headers) {
                     Ok(d) => {
-                        let mut r = bytes_response(d);
+                        let mut r = bytes_response(d.body);
+                        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(d.content_type));
                         r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
                         r
                     }

@@ -4,7 +4,8 @@
 //! `kubectl explain` works and `kubectl apply` leaves field validation to the server.
 //!
 //! OpenAPI v2 (`/openapi/v2`, see [`swagger`]): the same schemas and operations as one Swagger
-//! 2.0 document, in JSON only, for older kubectl and the client generators that still read it.
+//! 2.0 document, for older kubectl and the client generators that still read it, in JSON or in
+//! gnostic's protobuf form (see [`super::openapi_pb`]), which client-go's `OpenAPISchema()` asks for.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -219,12 +220,16 @@ fn gv_document(rows: &[&ResourceType]) -> Value {
     })
 }
 
-// OpenAPI v2 (Swagger 2.0). kube-apiserver serves it in JSON and in gnostic's protobuf form; we
-// serve JSON only. The document is built from the same k8s-openapi schemas as v3, rewritten into
-// what Swagger 2.0 allows, and from the same table of resources.
+// OpenAPI v2 (Swagger 2.0), in JSON and, like kube-apiserver, in gnostic's protobuf form. The
+// document is built from the same k8s-openapi schemas as v3, rewritten into what Swagger 2.0
+// allows, and from the same table of resources; the protobuf form is converted from the JSON.
 
-/// Media types whose clients get the document: JSON and the wildcards that allow it.
-const SWAGGER_JSON: &[&str] = &["application/json", "application/*", "*/*"];
+/// The protobuf form as client-go asks for it; kube-openapi calls this name deprecated and still
+/// answers it.
+const SWAGGER_PB_REQUESTED: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// The protobuf form's current name, which kube-apiserver answers with for either request.
+const SWAGGER_PB: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// What the read and write operations return (we encode no protobuf).
 const PRODUCES: &[&str] = &["application/json", "application/yaml"];
@@ -240,30 +245,90 @@ const PATCH_TYPES: &[&str] = &[
     "application/apply-patch+yaml",
 ];
 
-/// `GET /openapi/v2`: the whole API as one Swagger 2.0 document, in JSON. A client that accepts
-/// only the protobuf form (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`) gets
-/// 406 Not Acceptable.
-pub fn swagger(headers: &HeaderMap) -> Result<&'static [u8], ApiError> {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !accepts_json(accept) {
-        return Err(ApiError::not_acceptable(format!(
-            "only application/json is served at /openapi/v2 (not the protobuf form); the request accepts {accept}"
-        )));
-    }
-    Ok(swagger_document())
+/// The v2 document in the form a request asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Swagger {
+    pub body: &'static [u8],
+    pub content_type: &'static str,
 }
 
-/// True when the `Accept` header (empty means anything) allows JSON with a weight above zero.
-fn accepts_json(accept: &str) -> bool {
-    if accept.trim().is_empty() {
-        return true;
+/// `GET /openapi/v2`: the whole API as one Swagger 2.0 document, in JSON or in protobuf, as the
+/// `Accept` header prefers (JSON when it allows both equally, or says nothing); 406 Not
+/// Acceptable when it allows neither.
+pub fn swagger(headers: &HeaderMap) -> Result<Swagger, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    match negotiate(accept) {
+        Some(SwaggerForm::Json) => Ok(Swagger { body: swagger_document(), content_type: "application/json" }),
+        Some(SwaggerForm::Protobuf) => Ok(Swagger { body: swagger_protobuf(), content_type: SWAGGER_PB }),
+        None => Err(ApiError::not_acceptable(format!(
+            "/openapi/v2 is served as application/json or {SWAGGER_PB_REQUESTED}; the request accepts {accept}"
+        ))),
     }
-    accept.split(',').any(|item| {
-        let mut parts = item.split(';').map(str::trim);
-        let media = parts.next().unwrap_or("").to_ascii_lowercase();
-        let refused =
-            parts.filter_map(|p| p.split_once('=')).any(|(k, v)| k.trim() == "q" && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0));
-        !refused && SWAGGER_JSON.contains(&media.as_str())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SwaggerForm {
+    Json,
+    Protobuf,
+}
+
+/// The form the `Accept` header prefers, as kube-openapi picks it: clauses by weight, then the
+/// named type before `application/*` before `*/*`, then in the order given; a wildcard is
+/// answered with JSON. Unlike kube-openapi, a type named with `q=0` is never served.
+fn negotiate(accept: &str) -> Option<SwaggerForm> {
+    if accept.trim().is_empty() {
+        return Some(SwaggerForm::Json);
+    }
+    let forms = |media: &str| -> &'static [SwaggerForm] {
+        match media {
+            "application/json" => &[SwaggerForm::Json],
+            SWAGGER_PB_REQUESTED | SWAGGER_PB => &[SwaggerForm::Protobuf],
+            "application/*" | "*/*" => &[SwaggerForm::Json, SwaggerForm::Protobuf],
+            _ => &[],
+        }
+    };
+    let mut clauses: Vec<(String, f32)> = accept
+        .split(',')
+        .map(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim() == "q")
+                .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (media, q)
+        })
+        .collect();
+    let refused: Vec<SwaggerForm> =
+        clauses.iter().filter(|(m, q)| *q <= 0.0 && !m.contains('*')).flat_map(|(m, _)| forms(m)).copied().collect();
+    let specificity = |media: &str| match media {
+        "*/*" => 0,
+        m if m.ends_with("/*") => 1,
+        _ => 2,
+    };
+    // Stable: clauses of equal weight and specificity keep their order.
+    clauses.sort_by(|(a, qa), (b, qb)| qb.total_cmp(qa).then(specificity(b).cmp(&specificity(a))));
+    clauses.iter().filter(|(_, q)| *q > 0.0).flat_map(|(m, _)| forms(m)).find(|f| !refused.contains(f)).copied()
+}
+
+/// The protobuf form, converted from the JSON document on first use.
+fn swagger_protobuf() -> &'static [u8] {
+    static PB: OnceLock<Vec<u8>> = OnceLock::new();
+    PB.get_or_init(|| {
+        let started = std::time::Instant::now();
+        // The JSON bytes we serve, parsed back, so that both forms say the same.
+        let doc: Value = serde_json::from_slice(swagger_document()).unwrap_or_default();
+        let encoded = super::openapi_pb::encode(&doc);
+        if !encoded.dropped.is_empty() {
+            tracing::warn!(dropped = ?encoded.dropped, "the protobuf OpenAPI v2 document leaves out values it has no field for");
+        }
+        tracing::debug!(
+            bytes = encoded.bytes.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "built the protobuf OpenAPI v2 document"
+        );
+        encoded.bytes
     })
 }
 
@@ -865,7 +930,7 @@ mod tests {
     }
 
     fn v2() -> Value {
-        serde_json::from_slice(swagger(&HeaderMap::new()).unwrap()).unwrap()
+        serde_json::from_slice(swagger(&HeaderMap::new()).unwrap().body).unwrap()
     }
 
     #[test]
@@ -900,7 +965,7 @@ mod tests {
 
     #[test]
     fn v2_is_swagger_2_and_every_reference_resolves() {
-        let bytes = swagger(&HeaderMap::new()).unwrap();
+        let bytes = swagger(&HeaderMap::new()).unwrap().body;
         assert!(!String::from_utf8_lossy(bytes).contains("#/components/"));
         let doc = v2();
         assert!(doc.get("components").is_none() && doc.get("openapi").is_none());
@@ -985,20 +1050,46 @@ mod tests {
     }
 
     #[test]
-    fn v2_is_json_only() {
+    fn v2_is_served_as_json_or_protobuf_as_accept_prefers() {
         let with = |accept: &str| {
             let mut h = HeaderMap::new();
             h.insert(header::ACCEPT, accept.parse().unwrap());
-            swagger(&h).map(|_| ()).map_err(|e| e.code)
+            swagger(&h).map(|d| d.content_type).map_err(|e| e.code)
         };
-        let pb = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
-        assert_eq!(with(pb), Err(406));
-        assert_eq!(with(&format!("{pb}, application/json")), Ok(()));
-        assert_eq!(with(&format!("{pb}, */*;q=0.1")), Ok(()));
+        const JSON: &str = "application/json";
+        // What client-go's OpenAPISchema() sends, and the name kube-openapi prefers now.
+        let pb = SWAGGER_PB_REQUESTED;
+        assert_eq!(with(pb), Ok(SWAGGER_PB));
+        assert_eq!(with(SWAGGER_PB), Ok(SWAGGER_PB));
+        assert_eq!(with(&pb.to_uppercase()), Ok(SWAGGER_PB));
+        assert_eq!(with(&format!("{pb}, application/json")), Ok(SWAGGER_PB));
+        assert_eq!(with(&format!("application/json, {pb}")), Ok(JSON));
+        assert_eq!(with(&format!("application/json;q=0.5, {pb}")), Ok(SWAGGER_PB));
+        assert_eq!(with(&format!("{pb};q=0.5, application/json")), Ok(JSON));
+        assert_eq!(with(&format!("{pb}, */*;q=0.1")), Ok(SWAGGER_PB));
+        assert_eq!(with(&format!("*/*, {pb}")), Ok(SWAGGER_PB), "a named type before a wildcard of the same weight");
+        assert_eq!(with(&format!("{pb};q=0, */*")), Ok(JSON));
+        assert_eq!(with("application/json;q=0, */*"), Ok(SWAGGER_PB));
+        assert_eq!(with(&format!("application/json;q=0, {pb};q=0, */*")), Err(406));
+        assert_eq!(with(&format!("{pb};q=0")), Err(406));
         assert_eq!(with("application/json;q=0"), Err(406));
         assert_eq!(with("application/yaml"), Err(406));
-        assert_eq!(with("*/*"), Ok(()));
-        assert_eq!(with("Application/JSON"), Ok(()));
+        assert_eq!(with("application/vnd.kubernetes.protobuf"), Err(406));
+        assert_eq!(with("*/*"), Ok(JSON));
+        assert_eq!(with("application/*"), Ok(JSON));
+        assert_eq!(with("Application/JSON"), Ok(JSON));
+        assert_eq!(with("application/json, */*"), Ok(JSON));
+        assert_eq!(swagger(&HeaderMap::new()).unwrap().content_type, JSON);
+    }
+
+    #[test]
+    fn v2_protobuf_is_the_json_document_converted_without_loss() {
+        let doc = v2();
+        let encoded = super::super::openapi_pb::encode(&doc);
+        assert_eq!(encoded.dropped, Vec::<String>::new());
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, SWAGGER_PB_REQUESTED.parse().unwrap());
+        assert_eq!(swagger(&h).unwrap().body, encoded.bytes.as_slice(), "served as built from the JSON we serve");
     }
 
     /// Size and build time of the v2 document: `cargo test -p daas-apiserver --lib v2_size -- --ignored --nocapture`.
@@ -1009,12 +1100,15 @@ mod tests {
         let doc = build_swagger();
         let built = started.elapsed();
         let bytes = serde_json::to_vec(&doc).unwrap();
+        let serialized = started.elapsed() - built;
+        let pb = super::super::openapi_pb::encode(&doc).bytes;
         eprintln!(
-            "openapi/v2: {} bytes, {} definitions, {} paths; built in {built:?}, serialized in {:?}",
+            "openapi/v2: {} bytes of JSON, {} of protobuf, {} definitions, {} paths; built in {built:?}, serialized in {serialized:?}, encoded in {:?}",
             bytes.len(),
+            pb.len(),
             doc["definitions"].as_object().unwrap().len(),
             doc["paths"].as_object().unwrap().len(),
-            started.elapsed() - built
+            started.elapsed() - built - serialized
         );
     }
 }
