@@ -5,12 +5,18 @@
 #![forbid(unsafe_code)]
 
 pub mod challenge;
+pub mod client;
 pub mod keys;
+pub mod ledger;
 pub mod signature;
+pub mod stake;
 pub mod token;
 
 pub use challenge::{Challenge, ChallengeError, Challenges, Purpose};
+pub use client::{ChainClient, ChainError, ServiceInfo};
 pub use keys::{KeyError, SuiKey};
+pub use ledger::{DevLedger, LedgerError};
 pub use signature::{SignatureError, verify_personal_message};
+pub use stake::{StakeRecord, StakeStatus, stake_record_type};
 pub use sui_sdk_types::Address;
 pub use token::{Claims, IssuedToken, TokenError, TokenIssuer, TokenVerifier};
