@@ -5,6 +5,7 @@
 
 pub mod k8s;
 pub mod pki;
+pub mod seal;
 pub mod trust;
 
 use std::future::Future;
@@ -43,8 +44,7 @@ async fn authenticated(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match api.authn.authenticate(req.extensions().get::<k8s::auth::PeerCerts>(), header) {
+    match api.authn.authenticate_headers(req.extensions().get::<k8s::auth::PeerCerts>(), req.headers()) {
         Ok(Some(_)) => next.run(req).await,
         Ok(None) => k8s::status::ApiError::unauthorized().into_response(),
         Err(e) => e.into_response(),

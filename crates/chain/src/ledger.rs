@@ -48,6 +48,9 @@ struct State {
 pub struct DevLedger {
     state: Arc<Mutex<State>>,
     path: PathBuf,
+    /// Modification time and length of the file as last read or written: `daas dev` commands
+    /// change the file while a server serves it, and the server picks the change up.
+    stamp: Arc<Mutex<Option<(std::time::SystemTime, u64)>>>,
 }
 
 impl std::fmt::Debug for DevLedger {
@@ -83,7 +86,7 @@ impl DevLedger {
             }
             Err(e) => return Err(io(e)),
         };
-        let ledger = DevLedger { state: Arc::new(Mutex::new(state)), path: path.to_path_buf() };
+        let ledger = DevLedger { state: Arc::new(Mutex::new(state)), path: path.to_path_buf(), stamp: Arc::new(Mutex::new(None)) };
         ledger.persist(&ledger.state.lock())?;
         Ok(ledger)
     }
@@ -112,6 +115,18 @@ impl DevLedger {
         let ty = stake_record_type(&st.package.parse().unwrap_or(Address::ZERO));
         self.write_object(&mut st, &rec.id, &ty, rec.to_bcs())?;
         Ok(rec)
+    }
+
+    /// The stake record `id`.
+    pub fn stake_record(&self, id: &Address) -> Result<StakeRecord, LedgerError> {
+        self.refresh();
+        let st = self.state.lock();
+        let obj = st.objects.get(&id.to_string()).ok_or_else(|| LedgerError::NoSuchStake(id.to_string()))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(&obj.contents)
+            .ok()
+            .and_then(|b| StakeRecord::from_bcs(&b).ok())
+            .ok_or_else(|| LedgerError::NoSuchStake(id.to_string()))
     }
 
     /// Changes a stake's status (an unstake request or a slash); returns the new record.
@@ -154,10 +169,29 @@ impl DevLedger {
 
     fn persist(&self, st: &State) -> Result<(), LedgerError> {
         let io = |source| LedgerError::Io { path: self.path.display().to_string(), source };
-        let tmp = self.path.with_extension("tmp");
+        // A per-process temporary name: a `daas dev` command and the server may both write.
+        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
         let bytes = serde_json::to_vec_pretty(st).map_err(|e| io(std::io::Error::other(e)))?;
         std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        *self.stamp.lock() = file_stamp(&self.path);
+        Ok(())
+    }
+
+    /// Re-reads the file if another process changed it since.
+    fn refresh(&self) {
+        let now = file_stamp(&self.path);
+        if now.is_none() || *self.stamp.lock() == now {
+            return;
+        }
+        match std::fs::read(&self.path).map(|b| serde_json::from_slice::<State>(&b)) {
+            Ok(Ok(st)) => {
+                *self.state.lock() = st;
+                *self.stamp.lock() = now;
+            }
+            // Mid-rename or damaged: keep serving what was read last.
+            _ => tracing_warn(&self.path),
+        }
     }
 
     /// Serves the ledger's `sui.rpc.v2` subset on `listener` until `shutdown` resolves.
@@ -167,14 +201,23 @@ impl DevLedger {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = Result<(), tonic::transport::Error>> + Send + 'static)> {
         let addr = listener.local_addr()?;
-        let svc = LedgerServiceServer::new(Service { state: self.state.clone() });
+        let svc = LedgerServiceServer::new(Service { ledger: self.clone() });
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         Ok((addr, tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(incoming, shutdown)))
     }
 }
 
+fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn tracing_warn(path: &Path) {
+    tracing::warn!(path = %path.display(), "the development ledger file could not be re-read; serving the last state read");
+}
+
 struct Service {
-    state: Arc<Mutex<State>>,
+    ledger: DevLedger,
 }
 
 #[tonic::async_trait]
@@ -183,7 +226,8 @@ impl LedgerService for Service {
         &self,
         _request: tonic::Request<GetServiceInfoRequest>,
     ) -> Result<tonic::Response<GetServiceInfoResponse>, tonic::Status> {
-        let st = self.state.lock();
+        self.ledger.refresh();
+        let st = self.ledger.state.lock();
         let mut r = GetServiceInfoResponse::default();
         r.chain_id = Some(st.chain_id.clone());
         r.chain = Some("development-ledger".into());
@@ -202,7 +246,8 @@ impl LedgerService for Service {
             .unwrap_or("")
             .parse()
             .map_err(|_| tonic::Status::invalid_argument(format!("invalid object_id {:?}", req.object_id.unwrap_or_default())))?;
-        let st = self.state.lock();
+        self.ledger.refresh();
+        let st = self.ledger.state.lock();
         let o = st.objects.get(&id.to_string()).ok_or_else(|| tonic::Status::not_found(format!("object {id} not found")))?;
         let contents =
             base64::engine::general_purpose::STANDARD.decode(&o.contents).map_err(|_| tonic::Status::internal("damaged object"))?;

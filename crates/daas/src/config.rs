@@ -97,6 +97,22 @@ pub struct ServerSettings {
     /// for watches to resume from, as kube-apiserver does; "off" disables it [default: 5m]
     #[arg(long, env = "DAAS_COMPACTION_INTERVAL")]
     pub compaction_interval: Option<String>,
+    /// Sui full node (gRPC sui.rpc.v2), e.g. https://fullnode.testnet.sui.io:443; without it
+    /// the master runs the embedded development ledger (NOT a blockchain) in DATA_DIR
+    #[arg(long, env = "SUI_RPC_ENDPOINT")]
+    pub sui_endpoint: Option<String>,
+    /// Address of the published k8s_gateway package (required with --sui-endpoint)
+    #[arg(long, env = "CONTRACT_ADDRESS")]
+    pub sui_package: Option<String>,
+    /// Least stake a worker needs, in the stake coin's units [default: 1000]
+    #[arg(long, env = "DAAS_MIN_STAKE", allow_hyphen_values = true)]
+    pub min_stake: Option<String>,
+    /// Stake for the read, write and admin tiers [default: 100,1000,10000]
+    #[arg(long, env = "DAAS_STAKE_TIERS")]
+    pub stake_tiers: Option<String>,
+    /// How long a seal token lives [default: 1h]
+    #[arg(long, env = "DAAS_SEAL_TOKEN_TTL")]
+    pub seal_token_ttl: Option<String>,
 }
 
 impl ServerSettings {
@@ -132,7 +148,12 @@ impl ServerSettings {
             max_requests_inflight,
             disable_kubernetes_api,
             danger_insecure_http_listen,
-            compaction_interval
+            compaction_interval,
+            sui_endpoint,
+            sui_package,
+            min_stake,
+            stake_tiers,
+            seal_token_ttl
         )
     }
 }
@@ -165,6 +186,13 @@ pub struct ServerConfig {
     pub danger_insecure_http_listen: Option<SocketAddr>,
     /// `None`: never compact.
     pub compaction_interval: Option<Duration>,
+    /// `None`: the development ledger.
+    pub sui_endpoint: Option<String>,
+    pub sui_package: Option<daas_chain::Address>,
+    pub min_stake: u64,
+    /// read, write, admin.
+    pub stake_tiers: [u64; 3],
+    pub seal_token_ttl: Duration,
     pub kubernetes_api: bool,
 }
 
@@ -328,6 +356,37 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
             Duration::from_secs(300)
         })),
     };
+    let sui_package = match s.sui_package.as_deref() {
+        None => None,
+        Some(p) => match p.parse::<daas_chain::Address>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(format!("sui-package: {p:?} is not a Sui address (0x followed by up to 64 hex digits)"));
+                None
+            }
+        },
+    };
+    if s.sui_endpoint.is_some() && s.sui_package.is_none() {
+        errors.push("sui-package: required with sui-endpoint (the address the k8s_gateway package is published at)".into());
+    }
+    let min_stake = num(&mut errors, "min-stake", &s.min_stake, 1000u64, 0);
+    let stake_tiers = match s.stake_tiers.as_deref() {
+        None => [100, 1000, 10_000],
+        Some(t) => match t.split(',').map(|x| x.trim().parse::<u64>()).collect::<Result<Vec<_>, _>>().as_deref() {
+            Ok([r, w, a]) if r <= w && w <= a => [*r, *w, *a],
+            _ => {
+                errors.push(format!("stake-tiers: {t:?} is not three non-decreasing amounts like 100,1000,10000 (read,write,admin)"));
+                [100, 1000, 10_000]
+            }
+        },
+    };
+    let seal_token_ttl = match s.seal_token_ttl.as_deref() {
+        None => Duration::from_secs(3600),
+        Some(v) => parse_duration(v).unwrap_or_else(|e| {
+            errors.push(format!("seal-token-ttl: {e}"));
+            Duration::from_secs(3600)
+        }),
+    };
     let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
     let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
     let kek_file = s.kek_file.as_deref().map(PathBuf::from);
@@ -389,6 +448,11 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         max_requests_inflight,
         danger_insecure_http_listen,
         compaction_interval,
+        sui_endpoint: s.sui_endpoint.clone(),
+        sui_package,
+        min_stake,
+        stake_tiers,
+        seal_token_ttl,
         kubernetes_api: !s.disable_kubernetes_api.unwrap_or(false),
     })
 }

@@ -8,6 +8,7 @@ mod attest;
 mod bench;
 mod bench_k8s;
 mod config;
+mod dev;
 mod server;
 
 use std::path::PathBuf;
@@ -63,6 +64,11 @@ enum Command {
     },
     /// Print the measurement (SHA-384 of this executable) that the simulated TEE reports
     Measure,
+    /// Drive the development ledger (not a blockchain): keys, stakes, unstakes, slashes
+    Dev {
+        #[command(subcommand)]
+        command: dev::DevCommand,
+    },
     /// Load tools
     Bench {
         #[command(subcommand)]
@@ -114,6 +120,7 @@ fn main() -> ExitCode {
         Command::Bench { command } => (command.threads(), Job::Bench(command)),
         Command::Attest { command } => (1, Job::Attest(command)),
         Command::Measure => (1, Job::Measure),
+        Command::Dev { command } => (1, Job::Dev(command)),
     };
     let rt = match runtime(threads) {
         Ok(rt) => rt,
@@ -129,6 +136,7 @@ fn main() -> ExitCode {
             Job::Bench(command) => bench::run(command).await,
             Job::Attest(command) => attest::run(command).await,
             Job::Measure => attest::measure(),
+            Job::Dev(command) => dev::run(command),
         }
     });
     match result {
@@ -150,4 +158,5 @@ enum Job {
     Bench(bench::BenchCommand),
     Attest(attest::AttestCommand),
     Measure,
+    Dev(dev::DevCommand),
 }

@@ -116,7 +116,15 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     );
     let trust = Arc::new(TrustState {
         attester,
-        components: vec!["store".into(), "etcd-api".into(), "https-api".into(), "attestation".into(), "kubernetes-api".into()],
+        components: {
+            let mut c: Vec<String> = vec!["store".into(), "etcd-api".into(), "https-api".into(), "attestation".into()];
+            if cfg.kubernetes_api {
+                c.push("kubernetes-api".into());
+                // The stake source, named for what it is.
+                c.push(if cfg.sui_endpoint.is_some() { "sui-chain".into() } else { "development-ledger (not a blockchain)".into() });
+            }
+            c
+        },
         key_provider: provider.name(),
         store_sealed: !cfg.danger_unsealed_storage,
     });
@@ -143,9 +151,14 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         format!("https://{}", std::net::SocketAddr::new(ip, https_addr.port()))
     };
     let pki = Arc::new(pki);
+    let seal = if cfg.kubernetes_api { Some(start_chain(&cfg, &identity, stopped()).await?) } else { None };
     let authn = match &cfg.token_auth_file {
         Some(p) => daas_apiserver::k8s::auth::Authenticator::with_token_file(p).map_err(anyhow::Error::msg)?,
-        None => Default::default(),
+        None => daas_apiserver::k8s::auth::Authenticator::default(),
+    };
+    let authn = match &seal {
+        Some(s) => authn.with_seal_tokens(s.verifier.clone()),
+        None => authn,
     };
     let api_config =
         daas_apiserver::k8s::ApiConfig { service_cidr: cfg.service_cidr, max_in_flight: cfg.max_requests_inflight, ..Default::default() };
@@ -154,7 +167,11 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         .with_audit_log(&cfg.audit_log)
         .with_context(|| format!("opening the audit log {}", cfg.audit_log.display()))?
         .with_kubeconfigs(daas_apiserver::k8s::KubeconfigSource { pki: pki.clone(), server: local_url.clone() });
-    let api = if cfg.kubernetes_api { api } else { api.disabled() };
+    let api = match (&seal, cfg.kubernetes_api) {
+        (Some(s), true) => api.with_seal(s.clone()),
+        (_, true) => api,
+        (_, false) => api.disabled(),
+    };
     let api = Arc::new(api);
     if cfg.kubernetes_api {
         api.bootstrap().await.map_err(|e| anyhow::anyhow!("creating the system namespaces: {e}"))?;
@@ -205,6 +222,50 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     drop(store);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The stake side: the chain client (of a Sui full node, or of the embedded development
+/// ledger, served here on loopback), the challenges and the seal tokens.
+async fn start_chain(
+    cfg: &ServerConfig,
+    identity: &Arc<EnclaveIdentity>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Arc<daas_apiserver::seal::Seal>> {
+    let (endpoint, package, chain_name) = match (&cfg.sui_endpoint, cfg.sui_package) {
+        (Some(e), Some(p)) => (e.clone(), p, "Sui".to_string()),
+        (Some(_), None) => anyhow::bail!("--sui-package is required with --sui-endpoint"),
+        (None, _) => {
+            let path = cfg.data_dir.join("dev-ledger.json");
+            let ledger = daas_chain::DevLedger::open(&path)?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let (addr, serving) = ledger.serve(listener, shutdown)?;
+            tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %e, "the development ledger stopped serving");
+                }
+            });
+            tracing::warn!(
+                %addr,
+                path = %path.display(),
+                "DEVELOPMENT LEDGER: stakes come from a local file, not from a blockchain (set --sui-endpoint for Sui)"
+            );
+            println!("daas: development ledger on http://{addr} (not a blockchain; package {})", ledger.package());
+            (format!("http://{addr}"), ledger.package(), "the development ledger".to_string())
+        }
+    };
+    let chain = daas_chain::ChainClient::new(&endpoint, package)?;
+    let issuer = daas_chain::TokenIssuer::new(identity.clone(), cfg.seal_token_ttl);
+    let verifier = Arc::new(daas_chain::TokenVerifier::new(issuer.public_key()));
+    let [read, write, admin] = cfg.stake_tiers;
+    Ok(Arc::new(daas_apiserver::seal::Seal {
+        challenges: daas_chain::Challenges::new(&identity.public_key(), std::time::Duration::from_secs(300), 10_000),
+        issuer,
+        verifier,
+        chain,
+        min_stake: cfg.min_stake,
+        tiers: daas_apiserver::seal::TierThresholds { read, write, admin },
+        chain_name,
+    }))
 }
 
 /// Writes a kubeconfig with a fresh `system:admin` (group `system:masters`) client

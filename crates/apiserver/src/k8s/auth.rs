@@ -76,6 +76,8 @@ struct TokenEntry {
 #[derive(Default)]
 pub struct Authenticator {
     tokens: HashMap<String, TokenEntry>,
+    /// Checks stake-backed seal tokens (`seal_…`), when the chain side is on.
+    seal: Option<Arc<daas_chain::TokenVerifier>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -85,6 +87,22 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
+    /// Also accepts seal tokens checked by `verifier`.
+    pub fn with_seal_tokens(mut self, verifier: Arc<daas_chain::TokenVerifier>) -> Self {
+        self.seal = Some(verifier);
+        self
+    }
+
+    /// [`Authenticator::authenticate`] from a request's headers: `Authorization: Bearer …`, or
+    /// the seed's `X-Seal-Token`.
+    pub fn authenticate_headers(&self, peer: Option<&PeerCerts>, headers: &axum::http::HeaderMap) -> Result<Option<User>, ApiError> {
+        let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match (authorization, headers.get("x-seal-token").and_then(|v| v.to_str().ok())) {
+            (None, Some(seal)) => self.authenticate(peer, Some(&format!("Bearer {}", seal.trim()))),
+            _ => self.authenticate(peer, authorization),
+        }
+    }
+
     /// Reads a token file: one `token,user,uid[,"group1,group2"]` per line; `#` comments.
     pub fn with_token_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -111,7 +129,7 @@ impl Authenticator {
                 .collect();
             tokens.insert(token.to_string(), TokenEntry { user: user.to_string(), uid: uid.to_string(), groups });
         }
-        Ok(Authenticator { tokens })
+        Ok(Authenticator { tokens, seal: None })
     }
 
     /// `Ok(None)` for an anonymous request; 401 for credentials that do not check out.
@@ -129,6 +147,26 @@ impl Authenticator {
         }
         if let Some(h) = authorization {
             let token = h.strip_prefix("Bearer ").map(str::trim).ok_or_else(ApiError::unauthorized)?;
+            if token.starts_with("seal_")
+                && let Some(v) = &self.seal
+            {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let c = v.verify(token, now).map_err(|e| {
+                    let mut err = ApiError::unauthorized();
+                    err.message = format!("Unauthorized: {e}");
+                    err
+                })?;
+                let mut groups = vec![format!("daas:tier:{}", c.tier), "daas:stakers".to_string()];
+                let name = match &c.node {
+                    Some(node) => {
+                        groups.push("system:nodes".into());
+                        format!("system:node:{node}")
+                    }
+                    None => c.sub.clone(),
+                };
+                groups.push("system:authenticated".into());
+                return Ok(Some(User { name, uid: c.sub.clone(), groups, method: "seal", token: Some(token.to_string()) }));
+            }
             let e = self.tokens.get(token).ok_or_else(ApiError::unauthorized)?;
             let mut groups = e.groups.clone();
             groups.push("system:authenticated".into());

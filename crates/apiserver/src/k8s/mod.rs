@@ -88,6 +88,7 @@ pub struct Api {
     kubeconfigs: Option<KubeconfigSource>,
     enabled: bool,
     pub metrics: metrics::Metrics,
+    seal: Option<Arc<crate::seal::Seal>>,
 }
 
 /// What `/kubectl/config` needs to issue kubeconfigs.
@@ -109,7 +110,18 @@ const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 impl Api {
     pub fn new(store: Store, authn: Authenticator, authz: Authorizer, config: ApiConfig) -> Self {
         let inflight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-        Api { store, authn, authz, config, inflight, audit: None, kubeconfigs: None, enabled: true, metrics: Default::default() }
+        Api {
+            store,
+            authn,
+            authz,
+            config,
+            inflight,
+            audit: None,
+            kubeconfigs: None,
+            enabled: true,
+            metrics: Default::default(),
+            seal: None,
+        }
     }
 
     /// Appends one JSON line per mutating request to `path`.
@@ -117,6 +129,12 @@ impl Api {
         let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         self.audit = Some(parking_lot::Mutex::new(f));
         Ok(self)
+    }
+
+    /// Serves the stake endpoints (challenge, register-worker) with `seal`.
+    pub fn with_seal(mut self, seal: Arc<crate::seal::Seal>) -> Self {
+        self.seal = Some(seal);
+        self
     }
 
     /// Turns the Kubernetes API off (a bare etcd-compatible store): every Kubernetes path
@@ -216,12 +234,25 @@ impl Api {
         if PUBLIC_PATHS.iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
             return public(&path);
         }
+        // Stake endpoints: their callers have no credentials yet; the signature and the stake are
+        // the proof.
+        if let Some(seal) = &self.seal {
+            match (parts.method.as_str(), path.as_str()) {
+                ("GET", "/api/v1/challenge") => return seal.challenge(q.get("purpose").map(String::as_str)),
+                ("POST", "/api/v1/register-worker") => {
+                    return match axum::body::to_bytes(body, 64 * 1024).await {
+                        Ok(b) => seal.register_worker(&b).await,
+                        Err(_) => ApiError::too_large("the request body exceeds 64 KiB").into_response(),
+                    };
+                }
+                _ => {}
+            }
+        }
         if !self.enabled {
             return ApiError::new(404, "NotFound", "the Kubernetes API is disabled on this server (--disable-kubernetes-api)")
                 .into_response();
         }
-        let authz_header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let user = match self.authn.authenticate(parts.extensions.get::<PeerCerts>(), authz_header) {
+        let user = match self.authn.authenticate_headers(parts.extensions.get::<PeerCerts>(), &parts.headers) {
             Ok(Some(u)) => u,
             Ok(None) => return ApiError::unauthorized().into_response(),
             Err(e) => return e.into_response(),

@@ -110,6 +110,11 @@ impl Server {
         s
     }
 
+    /// A server with the Kubernetes API on `data_dir`, which the caller keeps (for restarts).
+    pub fn start_k8s_in(data_dir: &Path, args: &[&str]) -> Server {
+        Server::start_raw(data_dir, args)
+    }
+
     fn start_raw(data_dir: &Path, args: &[&str]) -> Server {
         let mut cmd = daas_command();
         // Port 0: the server binds whatever the kernel gives it and prints the real address,
