@@ -57,10 +57,6 @@ pub struct Seal {
     pub chain_name: String,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 fn refused(code: StatusCode, reason: &str, message: impl Into<String>) -> Response {
     (code, axum::Json(json!({"status": "refused", "reason": reason, "message": message.into()}))).into_response()
 }
@@ -71,7 +67,7 @@ impl Seal {
         let Some(purpose) = purpose.and_then(Purpose::parse) else {
             return refused(StatusCode::BAD_REQUEST, "bad-purpose", "purpose must be register-worker or login");
         };
-        match self.challenges.issue(purpose, now()) {
+        match self.challenges.issue(purpose, crate::k8s::meta::now_unix()) {
             Ok(c) => (StatusCode::OK, axum::Json(c)).into_response(),
             Err(e) => {
                 let mut r = refused(StatusCode::TOO_MANY_REQUESTS, "too-many-challenges", e.to_string());
@@ -101,7 +97,7 @@ impl Seal {
         let Ok(stake_id) = req.stake_object_id.parse::<daas_chain::Address>() else {
             return refused(StatusCode::BAD_REQUEST, "bad-stake-object-id", "stake_object_id must be a Sui object id (0x + hex)");
         };
-        let t = now();
+        let t = crate::k8s::meta::now_unix();
         let message = match self.challenges.take(&req.nonce, Purpose::RegisterWorker, t) {
             Ok(m) => m,
             Err(e) => return refused(StatusCode::UNAUTHORIZED, "bad-nonce", e.to_string()),

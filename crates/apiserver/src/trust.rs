@@ -24,7 +24,7 @@ pub struct TrustState {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    crate::k8s::meta::now_unix()
 }
 
 /// An error answer: `{"error": "...", "status": CODE}`.

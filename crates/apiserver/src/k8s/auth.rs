@@ -150,7 +150,7 @@ impl Authenticator {
             if token.starts_with("seal_")
                 && let Some(v) = &self.seal
             {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let now = super::meta::now_unix();
                 let c = v.verify(token, now).map_err(|e| {
                     let mut err = ApiError::unauthorized();
                     err.message = format!("Unauthorized: {e}");

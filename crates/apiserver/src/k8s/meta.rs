@@ -13,6 +13,11 @@ pub fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Seconds since the Unix epoch, unsigned (token and challenge times).
+pub fn now_unix() -> u64 {
+    now_secs().max(0) as u64
+}
+
 pub fn format_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
