@@ -6,9 +6,13 @@
 use std::time::Duration;
 
 use sui_rpc::field::{FieldMask, FieldMaskUtil as _};
-use sui_rpc::proto::sui::rpc::v2::{GetObjectRequest, GetServiceInfoRequest};
+use sui_rpc::proto::sui::rpc::v2::{
+    EventFilter, EventLiteral, EventTerm, EventTypeFilter, GetObjectRequest, GetServiceInfoRequest, ListEventsRequest, QueryOptions,
+    event_literal,
+};
 use sui_sdk_types::Address;
 
+use crate::events::ChainEvent;
 use crate::stake::{DecodeError, StakeRecord, stake_record_type};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +27,17 @@ pub enum ChainError {
     Decode(#[from] DecodeError),
     #[error("the chain answered with an error: {0}")]
     Rpc(String),
+}
+
+/// One read of the event stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventPage {
+    pub events: Vec<ChainEvent>,
+    /// Where to resume after this page (the last watermark), when the node sent one. It may
+    /// lie past the last event when the node scanned further without a match.
+    pub cursor: Option<Vec<u8>>,
+    /// True when the page ended because of the limit: more may follow at once.
+    pub full: bool,
 }
 
 /// What the node says about itself.
@@ -104,6 +119,78 @@ impl ChainClient {
             return Err(DecodeError(format!("the contents are of object {}, not {id}", rec.id)).into());
         }
         Ok(rec)
+    }
+
+    /// Our package's events strictly after `after` (from the start of the ledger if None),
+    /// at most `limit`, in ledger order (LedgerService.ListEvents with an event-type filter on
+    /// the package address). The whole page must arrive within the call deadline; a stream
+    /// broken midway is `Unavailable` and the caller reads again from its own cursor.
+    pub async fn list_events(&self, after: Option<&[u8]>, limit: u32) -> Result<EventPage, ChainError> {
+        let mut literal = EventLiteral::default();
+        let mut ty = EventTypeFilter::default();
+        ty.event_type = Some(self.package.to_string());
+        literal.predicate = Some(event_literal::Predicate::EventType(ty));
+        let mut term = EventTerm::default();
+        term.literals = vec![literal];
+        let mut filter = EventFilter::default();
+        filter.terms = vec![term];
+        let mut options = QueryOptions::default();
+        options.limit = Some(limit);
+        options.after = after.map(|a| a.to_vec().into());
+        let mut req = ListEventsRequest::default();
+        req.filter = Some(filter);
+        req.options = Some(options);
+        req.read_mask = Some(FieldMask::from_paths([
+            "package_id",
+            "module",
+            "sender",
+            "event_type",
+            "contents",
+            "checkpoint",
+            "transaction_digest",
+            "event_index",
+        ]));
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut stream = self
+            .call(move |mut c| {
+                let req = req.clone();
+                async move { c.ledger_client().list_events(req).await }
+            })
+            .await?;
+        let mut page = EventPage::default();
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, stream.message()).await {
+                Err(_) => return Err(ChainError::Unavailable(format!("{} did not finish the event page within {:?}", self.endpoint, self.timeout))),
+                Ok(Err(s)) => return Err(ChainError::Unavailable(format!("{}: the event stream broke: {}", self.endpoint, s.message()))),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(f))) => f,
+            };
+            let cursor = frame.watermark.as_ref().and_then(|w| w.cursor.as_ref()).map(|c| c.to_vec());
+            if let Some(e) = frame.event {
+                let at = |what: &str| DecodeError(format!("an event without {what}"));
+                let sender = e.sender.as_deref().unwrap_or("").parse().map_err(|_| at("a valid sender"))?;
+                page.events.push(ChainEvent {
+                    checkpoint: e.checkpoint.ok_or_else(|| at("a checkpoint"))?,
+                    tx_digest: e.transaction_digest.ok_or_else(|| at("a transaction digest"))?,
+                    event_index: e.event_index.ok_or_else(|| at("an index"))?,
+                    sender,
+                    event_type: e.event_type.ok_or_else(|| at("a type"))?,
+                    contents: e.contents.and_then(|b| b.value).map(|v| v.to_vec()).ok_or_else(|| at("contents"))?,
+                    cursor: cursor.clone().ok_or_else(|| at("a watermark"))?,
+                });
+            }
+            if cursor.is_some() {
+                page.cursor = cursor;
+            }
+            if let Some(end) = frame.end {
+                {
+                    use sui_rpc::proto::sui::rpc::v2::QueryEndReason;
+                    page.full = matches!(end.reason, Some(r) if r == QueryEndReason::ItemLimit as i32 || r == QueryEndReason::ScanLimit as i32);
+                }
+                break;
+            }
+        }
+        Ok(page)
     }
 
     /// Runs `f` with deadline and retries.

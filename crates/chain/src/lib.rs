@@ -4,8 +4,10 @@
 //! issues to staked workers and tenants.
 #![forbid(unsafe_code)]
 
+mod bcs;
 pub mod challenge;
 pub mod client;
+pub mod events;
 pub mod keys;
 pub mod ledger;
 pub mod signature;
@@ -13,7 +15,8 @@ pub mod stake;
 pub mod token;
 
 pub use challenge::{Challenge, ChallengeError, Challenges, Purpose};
-pub use client::{ChainClient, ChainError, ServiceInfo};
+pub use client::{ChainClient, ChainError, EventPage, ServiceInfo};
+pub use events::{ChainEvent, K8sApiRequest, PackageEvent, SlashEvent, StakeEvent, UnstakeEvent};
 pub use keys::{KeyError, SuiKey};
 pub use ledger::{DevLedger, LedgerError};
 pub use signature::{SignatureError, verify_personal_message};

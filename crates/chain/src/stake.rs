@@ -5,6 +5,8 @@
 
 use sui_sdk_types::Address;
 
+use crate::bcs::{Reader, Writer};
+
 /// `StakeRecord.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StakeStatus {
@@ -66,81 +68,46 @@ pub fn stake_record_type(package: &Address) -> String {
 pub struct DecodeError(pub String);
 
 impl StakeRecord {
+    /// The struct's fields in declaration order, in Move spelling; a test holds the Move
+    /// source to it.
+    pub const LAYOUT: &[(&str, &str)] = &[
+        ("id", "UID"),
+        ("staker", "address"),
+        ("amount", "u64"),
+        ("node_id", "String"),
+        ("status", "u8"),
+        ("staked_at", "u64"),
+        ("locked_until", "u64"),
+    ];
+
     pub fn to_bcs(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(96 + self.node_id.len());
-        out.extend_from_slice(self.id.inner());
-        out.extend_from_slice(self.staker.inner());
-        out.extend_from_slice(&self.amount.to_le_bytes());
-        uleb128(&mut out, self.node_id.len() as u64);
-        out.extend_from_slice(self.node_id.as_bytes());
-        out.push(self.status.code());
-        out.extend_from_slice(&self.staked_at.to_le_bytes());
-        out.extend_from_slice(&self.locked_until.to_le_bytes());
-        out
+        Writer::default()
+            .address(&self.id)
+            .address(&self.staker)
+            .u64(self.amount)
+            .string(&self.node_id)
+            .u8(self.status.code())
+            .u64(self.staked_at)
+            .u64(self.locked_until)
+            .finish()
     }
 
     pub fn from_bcs(bytes: &[u8]) -> Result<StakeRecord, DecodeError> {
         let mut r = Reader(bytes);
         let rec = StakeRecord {
-            id: Address::new(r.array()?),
-            staker: Address::new(r.array()?),
-            amount: u64::from_le_bytes(r.array()?),
-            node_id: r.string()?,
+            id: r.address()?,
+            staker: r.address()?,
+            amount: r.u64()?,
+            node_id: r.string("node_id")?,
             status: {
-                let [c] = r.array::<1>()?;
+                let c = r.u8()?;
                 StakeStatus::from_code(c).ok_or_else(|| DecodeError(format!("unknown status {c}")))?
             },
-            staked_at: u64::from_le_bytes(r.array()?),
-            locked_until: u64::from_le_bytes(r.array()?),
+            staked_at: r.u64()?,
+            locked_until: r.u64()?,
         };
-        if !r.0.is_empty() {
-            return Err(DecodeError(format!("{} bytes left over", r.0.len())));
-        }
+        r.finish()?;
         Ok(rec)
-    }
-}
-
-fn uleb128(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let (head, rest) = self.0.split_first_chunk::<N>().ok_or_else(|| DecodeError("truncated".into()))?;
-        self.0 = rest;
-        Ok(*head)
-    }
-
-    fn uleb128(&mut self) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let [b] = self.array::<1>()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(DecodeError("length prefix too long".into()))
-    }
-
-    fn string(&mut self) -> Result<String, DecodeError> {
-        let n = usize::try_from(self.uleb128()?).map_err(|_| DecodeError("length out of range".into()))?;
-        if n > self.0.len() {
-            return Err(DecodeError("truncated string".into()));
-        }
-        let (s, rest) = self.0.split_at(n);
-        self.0 = rest;
-        String::from_utf8(s.to_vec()).map_err(|_| DecodeError("node_id is not UTF-8".into()))
     }
 }
 

@@ -38,7 +38,7 @@ async fn stakes_are_read_through_sui_rpc_and_survive_a_restart() {
     assert_eq!(got, rec);
     assert_eq!((got.staker, got.amount, got.node_id.as_str(), got.status), (staker, 5_000, "worker-1", StakeStatus::Active));
 
-    ledger.set_status(&rec.id, StakeStatus::Slashed).unwrap();
+    ledger.slash(&rec.id, "test").unwrap();
     assert_eq!(client.stake_record(&rec.id).await.unwrap().status, StakeStatus::Slashed);
 
     // Unknown objects, and objects of another type, are refused with what they are.
@@ -70,4 +70,68 @@ async fn an_unreachable_chain_is_an_error_not_an_answer() {
     assert!(matches!(client.stake_record(&Address::new([2; 32])).await, Err(ChainError::Unavailable(_))));
     assert!(matches!(client.service_info().await, Err(ChainError::Unavailable(_))));
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn events_are_listed_in_order_and_resume_from_a_cursor() {
+    use daas_chain::{K8sApiRequest, PackageEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = DevLedger::open(&dir.path().join("ledger.json")).unwrap();
+    let staker = Address::new([9; 32]);
+    let a = ledger.stake(staker, "worker-1", 5_000, 1).unwrap();
+    let b = ledger.stake(staker, "worker-2", 7_000, 2).unwrap();
+    ledger.unstake(&a.id, 3).unwrap();
+    ledger.slash(&b.id, "double signing").unwrap();
+    let req = K8sApiRequest {
+        method: "POST".into(),
+        path: "/api/v1/namespaces/default/configmaps".into(),
+        namespace: "default".into(),
+        resource_type: "configmaps".into(),
+        payload: br#"{"metadata":{"name":"x"}}"#.to_vec(),
+        sender: staker,
+        timestamp: 4,
+    };
+    let (digest, index) = ledger.submit_request(&req).unwrap();
+    // Another package's object writes emit nothing; a slashed stake cannot be slashed again.
+    assert!(ledger.slash(&b.id, "again").is_err());
+    assert!(ledger.unstake(&a.id, 5).is_err());
+
+    let (url, _stop) = serve(&ledger).await;
+    let client = ChainClient::new(&url, ledger.package()).unwrap();
+    let all = client.list_events(None, 100).await.unwrap();
+    assert!(!all.full);
+    let kinds: Vec<_> = all.events.iter().map(|e| e.decode(&ledger.package()).unwrap().unwrap()).collect();
+    assert!(matches!(&kinds[0], PackageEvent::Stake(s) if s.stake_id == a.id && s.amount == 5_000 && s.node_id == "worker-1"));
+    assert!(matches!(&kinds[1], PackageEvent::Stake(s) if s.stake_id == b.id));
+    assert!(matches!(&kinds[2], PackageEvent::Unstake(u) if u.stake_id == a.id && u.staker == staker));
+    assert!(matches!(&kinds[3], PackageEvent::Slash(s) if s.stake_id == b.id && s.reason == "double signing"));
+    assert_eq!(kinds[4], PackageEvent::Request(req));
+    assert_eq!((all.events[4].tx_digest.as_str(), all.events[4].event_index), (digest.as_str(), index));
+    assert_eq!(all.events[4].sender, staker);
+    let checkpoints: Vec<u64> = all.events.iter().map(|e| e.checkpoint).collect();
+    assert!(checkpoints.windows(2).all(|w| w[0] < w[1]), "{checkpoints:?}");
+
+    // Pages of two, each resumed from the last cursor, give the same five events once each.
+    let mut cursor: Option<Vec<u8>> = None;
+    let mut paged = Vec::new();
+    loop {
+        let page = client.list_events(cursor.as_deref(), 2).await.unwrap();
+        paged.extend(page.events.iter().map(|e| e.key()));
+        cursor = page.cursor.clone();
+        if !page.full {
+            break;
+        }
+    }
+    assert_eq!(paged, all.events.iter().map(|e| e.key()).collect::<Vec<_>>());
+    // At the tip, nothing new; the next event shows up after the same cursor.
+    assert!(client.list_events(cursor.as_deref(), 2).await.unwrap().events.is_empty());
+    ledger.stake(staker, "worker-3", 1, 6).unwrap();
+    let next = client.list_events(cursor.as_deref(), 2).await.unwrap();
+    assert_eq!(next.events.len(), 1);
+
+    // A client for another package sees none of these events.
+    let other = ChainClient::new(&url, Address::new([1; 32])).unwrap();
+    assert!(other.list_events(None, 100).await.unwrap().events.is_empty());
+    // A cursor the ledger never issued is an error, not a restart from genesis.
+    assert!(matches!(client.list_events(Some(b"junk"), 2).await, Err(ChainError::Rpc(_))));
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use daas_chain::{Address, DevLedger, StakeStatus, SuiKey};
+use daas_chain::{Address, DevLedger, SuiKey};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DevCommand {
@@ -46,6 +46,9 @@ pub enum DevCommand {
         ledger: LedgerArgs,
         #[arg(long)]
         stake: String,
+        /// Why (recorded in the SlashEvent)
+        #[arg(long, default_value = "slashed by the development ledger's operator")]
+        reason: String,
     },
 }
 
@@ -111,12 +114,12 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
             if current.staker != key.address() {
                 bail!("stake {id} belongs to {}, not to {}", current.staker, key.address());
             }
-            l.set_status(&id, StakeStatus::Unstaking)?;
+            l.unstake(&id, now_ms)?;
             println!("{id} unstaking");
         }
-        DevCommand::Slash { ledger, stake } => {
+        DevCommand::Slash { ledger, stake, reason } => {
             let id = parse_id(&stake)?;
-            ledger.open()?.set_status(&id, StakeStatus::Slashed)?;
+            ledger.open()?.slash(&id, &reason)?;
             println!("{id} slashed");
         }
     }
