@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests drive when missing (Debian's etcd-client for
 # etcdctl, etcd-server for the reference etcd, kubernetes-client if no kubectl is on the PATH,
-# the Python kubernetes client from PyPI, Mysten's TypeScript SDK from npm),
+# the Python kubernetes client from PyPI, Mysten's TypeScript SDK and Move parser from npm),
 # then checks formatting and lints (clippy, warnings as errors) and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,9 +24,10 @@ if ! python3 -c "import kubernetes" 2>/dev/null; then
   python3 -c "import kubernetes"
 fi
 # Mysten's TypeScript SDK (npm, pinned by crates/chain/tests/ts/package-lock.json) for the
-# cross-implementation signature tests.
-if [[ ! -d crates/chain/tests/ts/node_modules/@mysten/sui ]]; then
-  echo "installing @mysten/sui (npm) for the tests" >&2
+# cross-implementation signature tests, and prettier with Mysten's Move plugin, whose parser
+# checks contracts/ (no Move compiler can be installed here).
+if [[ ! -d crates/chain/tests/ts/node_modules/@mysten/sui || ! -d crates/chain/tests/ts/node_modules/@mysten/prettier-plugin-move ]]; then
+  echo "installing @mysten/sui, prettier and @mysten/prettier-plugin-move (npm) for the tests" >&2
   (cd crates/chain/tests/ts && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
 # Debian's etcd package may start a system etcd on 2379; our tests use their own ports.
