@@ -3,6 +3,7 @@
 //! enclave's CA ([`pki`]). Start with [`router`] and [`serve`].
 #![forbid(unsafe_code)]
 
+pub mod chain;
 pub mod k8s;
 pub mod pki;
 pub mod seal;

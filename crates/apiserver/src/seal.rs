@@ -55,6 +55,9 @@ pub struct Seal {
     pub tiers: TierThresholds,
     /// What the chain is, for messages: "Sui" or "the development ledger".
     pub chain_name: String,
+    /// Wakes the chain follower (`POST /api/v1/sui-events`).
+    pub wake: tokio::sync::Notify,
+    pub metrics: crate::chain::ChainMetrics,
 }
 
 fn refused(code: StatusCode, reason: &str, message: impl Into<String>) -> Response {
@@ -158,6 +161,96 @@ impl Seal {
                 "expires_at": issued.claims.exp,
                 "tier": tier,
             })),
+        )
+            .into_response()
+    }
+}
+
+impl Seal {
+    /// `POST /api/v1/login`: a tenant proves its key; the tier comes from the active stakes
+    /// the event stream shows for its address, each read again from the chain now.
+    pub async fn login(&self, store: &daas_store::Store, body: &[u8]) -> Response {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Req {
+            nonce: String,
+            signature: String,
+        }
+        let req: Req = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return refused(StatusCode::BAD_REQUEST, "bad-request", format!("the body is not a login request: {e}")),
+        };
+        let t = crate::k8s::meta::now_unix();
+        let message = match self.challenges.take(&req.nonce, Purpose::Login, t) {
+            Ok(m) => m,
+            Err(e) => return refused(StatusCode::UNAUTHORIZED, "bad-nonce", e.to_string()),
+        };
+        let address = match daas_chain::verify_personal_message(message.as_bytes(), &req.signature) {
+            Ok(a) => a,
+            Err(e) => return refused(StatusCode::UNAUTHORIZED, "bad-signature", e.to_string()),
+        };
+        let known = match crate::chain::stakes_of(store, &address) {
+            Ok(k) => k,
+            Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+        };
+        let mut total = 0u64;
+        for s in known.iter().filter(|s| s.status == "active") {
+            let Ok(id) = s.stake_id.parse::<daas_chain::Address>() else { continue };
+            match self.chain.stake_record(&id).await {
+                Ok(r) if r.staker == address && r.status == StakeStatus::Active => total = total.saturating_add(r.amount),
+                Ok(_) | Err(ChainError::NotFound(_)) => {}
+                Err(ChainError::Unavailable(e)) => {
+                    return refused(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "chain-unavailable",
+                        format!("{} did not answer, so the stake cannot be checked; try again: {e}", self.chain_name),
+                    );
+                }
+                Err(e) => tracing::warn!(stake = %id, error = %e, "login: a stake of the index cannot be read"),
+            }
+        }
+        let Some(tier) = self.tiers.tier(total) else {
+            let reason = if total == 0 { "no-stake" } else { "stake-too-low" };
+            return refused(
+                StatusCode::FORBIDDEN,
+                reason,
+                format!(
+                    "{address} has {total} in active stakes on {}; reading needs {}, writing {}, admin {}",
+                    self.chain_name, self.tiers.read, self.tiers.write, self.tiers.admin
+                ),
+            );
+        };
+        let issued = self.issuer.issue(&address.to_string(), None, None, tier, t);
+        tracing::info!(%address, tier, "tenant logged in");
+        (
+            StatusCode::OK,
+            axum::Json(json!({"status": "logged-in", "address": address.to_string(), "tier": tier, "seal_token": issued.token, "expires_at": issued.claims.exp})),
+        )
+            .into_response()
+    }
+
+    /// `POST /api/v1/nodes/heartbeat` with a worker's seal token: a fresh token with the same
+    /// claims, unless the stake behind it has gone (then 401, as for a revoked token).
+    pub fn heartbeat(&self, store: &daas_store::Store, token: &str) -> Response {
+        let t = crate::k8s::meta::now_unix();
+        let claims = match self.verifier.verify(token, t) {
+            Ok(c) => c,
+            Err(e) => return refused(StatusCode::UNAUTHORIZED, "bad-token", e.to_string()),
+        };
+        let Some(node) = claims.node.as_deref() else {
+            return refused(StatusCode::FORBIDDEN, "not-a-worker", "heartbeats come from workers: use the token register-worker issued");
+        };
+        if let (Ok(staker), Some(Ok(stake))) = (claims.sub.parse::<daas_chain::Address>(), claims.stake.as_deref().map(str::parse::<daas_chain::Address>))
+            && let Ok(known) = crate::chain::stakes_of(store, &staker)
+            && let Some(s) = known.iter().find(|s| s.stake_id == stake.to_string())
+            && s.status != "active"
+        {
+            return refused(StatusCode::UNAUTHORIZED, "stake-revoked", format!("stake {stake} is {}", s.status));
+        }
+        let issued = self.issuer.issue(&claims.sub, Some(node), claims.stake.as_deref(), &claims.tier, t);
+        (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ok", "node_id": node, "seal_token": issued.token, "expires_at": issued.claims.exp})),
         )
             .into_response()
     }

@@ -197,9 +197,60 @@ pub fn check_tls_chain(
     Ok(ca.to_vec())
 }
 
-/// A kubeconfig for `server` that trusts only `ca_der` (no user credentials: those come from
-/// the cluster's own sign-in).
-pub fn kubeconfig(server: &str, ca_der: &[u8]) -> String {
+/// One HTTPS request to `server` (`https://host:port`) trusting only the attested CA
+/// `ca_der`: (status, body). JSON in, JSON out; for clients that attested the master first.
+pub async fn pinned_request(
+    server: &str,
+    ca_der: &[u8],
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), AttestError> {
+    tokio::time::timeout(timeout, pinned_inner(server, ca_der, method, path, body)).await.map_err(|_| AttestError::Timeout(timeout))?
+}
+
+async fn pinned_inner(server: &str, ca_der: &[u8], method: &str, path: &str, body: Option<&serde_json::Value>) -> Result<(u16, Vec<u8>), AttestError> {
+    let (host, port) = parse_url(server)?;
+    let server_name = ServerName::try_from(host.clone()).map_err(|e| AttestError::Url(format!("{host:?}: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(ca_der.to_vec())).map_err(|e| AttestError::Tls(server.into(), std::io::Error::other(e)))?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| AttestError::Tls(server.into(), std::io::Error::other(e)))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let tcp = tokio::net::TcpStream::connect(&addr).await.map_err(|source| AttestError::Connect { addr: addr.clone(), source })?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(server_name.to_owned(), tcp).await.map_err(|e| AttestError::Tls(addr.clone(), e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.map_err(|e| AttestError::Http(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, &addr)
+        .header(hyper::header::ACCEPT, "application/json")
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(payload))
+        .map_err(|e| AttestError::Http(e.to_string()))?;
+    let resp = sender.send_request(req).await.map_err(|e| AttestError::Http(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let body = Limited::new(resp.into_body(), MAX_REPORT_BYTES)
+        .collect()
+        .await
+        .map_err(|e| AttestError::Http(format!("reading the answer: {e}")))?
+        .to_bytes();
+    Ok((status, body.to_vec()))
+}
+
+/// A kubeconfig for `server` that trusts only `ca_der`, with a bearer token if given (else no
+/// user credentials: those come from the cluster's own sign-in, `daas login`).
+pub fn kubeconfig(server: &str, ca_der: &[u8], token: Option<&str>) -> String {
     use base64::Engine as _;
     let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
     let b64 = base64::engine::general_purpose::STANDARD.encode(ca_der);
@@ -210,7 +261,11 @@ pub fn kubeconfig(server: &str, ca_der: &[u8]) -> String {
     pem.push_str("-----END CERTIFICATE-----\n");
     let ca_data = base64::engine::general_purpose::STANDARD.encode(pem);
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: k3s-daas\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_data}\ncontexts:\n- name: k3s-daas\n  context:\n    cluster: k3s-daas\n    user: k3s-daas-tenant\ncurrent-context: k3s-daas\nusers:\n- name: k3s-daas-tenant\n  user: {{}}\npreferences: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: k3s-daas\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_data}\ncontexts:\n- name: k3s-daas\n  context:\n    cluster: k3s-daas\n    user: k3s-daas-tenant\ncurrent-context: k3s-daas\nusers:\n- name: k3s-daas-tenant\n  user: {user}\npreferences: {{}}\n",
+        user = match token {
+            Some(t) => format!("\n    token: {t}"),
+            None => "{}".into(),
+        }
     )
 }
 

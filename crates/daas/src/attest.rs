@@ -149,7 +149,7 @@ pub async fn run(cmd: AttestCommand) -> anyhow::Result<()> {
     }
     println!("verified:           report signature, evidence, nonce and the TLS certificate chain to the attested CA");
     if let Some(out) = &a.write_kubeconfig {
-        let text = daas_attest::kubeconfig(server, &att.ca_der);
+        let text = daas_attest::kubeconfig(server, &att.ca_der, None);
         let _ = std::fs::remove_file(out);
         let mut f = std::fs::OpenOptions::new()
             .write(true)

@@ -113,6 +113,10 @@ pub struct ServerSettings {
     /// How long a seal token lives [default: 1h]
     #[arg(long, env = "DAAS_SEAL_TOKEN_TTL")]
     pub seal_token_ttl: Option<String>,
+    /// How often the master reads its package's events from the chain; `POST
+    /// /api/v1/sui-events` asks it to read at once [default: 1s]
+    #[arg(long, env = "DAAS_SUI_POLL_INTERVAL")]
+    pub sui_poll_interval: Option<String>,
 }
 
 impl ServerSettings {
@@ -153,7 +157,8 @@ impl ServerSettings {
             sui_package,
             min_stake,
             stake_tiers,
-            seal_token_ttl
+            seal_token_ttl,
+            sui_poll_interval
         )
     }
 }
@@ -193,6 +198,7 @@ pub struct ServerConfig {
     /// read, write, admin.
     pub stake_tiers: [u64; 3],
     pub seal_token_ttl: Duration,
+    pub sui_poll_interval: Duration,
     pub kubernetes_api: bool,
 }
 
@@ -387,6 +393,20 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
             Duration::from_secs(3600)
         }),
     };
+    let sui_poll_interval = match s.sui_poll_interval.as_deref() {
+        None => Duration::from_secs(1),
+        Some(v) => match parse_duration(v) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                errors.push("sui-poll-interval: must be more than 0".into());
+                Duration::from_secs(1)
+            }
+            Err(e) => {
+                errors.push(format!("sui-poll-interval: {e}"));
+                Duration::from_secs(1)
+            }
+        },
+    };
     let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
     let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
     let kek_file = s.kek_file.as_deref().map(PathBuf::from);
@@ -453,6 +473,7 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         min_stake,
         stake_tiers,
         seal_token_ttl,
+        sui_poll_interval,
         kubernetes_api: !s.disable_kubernetes_api.unwrap_or(false),
     })
 }

@@ -40,6 +40,23 @@ pub enum DevCommand {
         #[arg(long)]
         stake: String,
     },
+    /// Submit a Kubernetes API request to the development ledger as a K8sAPIRequest event sent
+    /// by KEY's address; the master applies it as that address. Prints <tx digest>/<event index>
+    Request {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        #[arg(long)]
+        key: PathBuf,
+        /// The manifest (YAML or JSON, one object); the path and namespace come from it
+        #[arg(short = 'f', long = "filename")]
+        file: Option<PathBuf>,
+        /// POST (create, the default), PUT, PATCH (merge patch), DELETE or GET
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// The API path, instead of the one derived from the manifest
+        #[arg(long)]
+        path: Option<String>,
+    },
     /// Slash a stake (the development ledger's stand-in for the admin capability)
     Slash {
         #[command(flatten)]
@@ -86,6 +103,26 @@ fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The path, namespace and resource a manifest's request goes to: the collection for POST,
+/// the object otherwise.
+fn request_path(m: &serde_json::Value, method: &str) -> anyhow::Result<(String, String, String)> {
+    let api_version = m["apiVersion"].as_str().context("the manifest has no apiVersion")?;
+    let kind = m["kind"].as_str().context("the manifest has no kind")?;
+    let rt = daas_apiserver::k8s::registry::by_api_version_kind(api_version, kind)
+        .with_context(|| format!("the API server does not serve {kind} in {api_version}"))?;
+    let name = m.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or("");
+    let namespace = if rt.namespaced { m.pointer("/metadata/namespace").and_then(|v| v.as_str()).unwrap_or("default") } else { "" };
+    let base = if rt.group.is_empty() { format!("/api/{}", rt.version) } else { format!("/apis/{}/{}", rt.group, rt.version) };
+    let mut path = if rt.namespaced { format!("{base}/namespaces/{namespace}/{}", rt.plural) } else { format!("{base}/{}", rt.plural) };
+    if method != "POST" {
+        if name.is_empty() {
+            bail!("{method} needs metadata.name in the manifest");
+        }
+        path = format!("{path}/{name}");
+    }
+    Ok((path, namespace.to_string(), rt.plural.to_string()))
+}
+
 pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     match cmd {
@@ -116,6 +153,36 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
             }
             l.unstake(&id, now_ms)?;
             println!("{id} unstaking");
+        }
+        DevCommand::Request { ledger, key, file, method, path } => {
+            let key = SuiKey::read(&key)?;
+            let method = method.to_ascii_uppercase();
+            let manifest: Option<serde_json::Value> = match &file {
+                Some(f) => {
+                    let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+                    Some(serde_saphyr::from_str(&text).with_context(|| format!("{} is not a YAML or JSON object", f.display()))?)
+                }
+                None => None,
+            };
+            let (path, namespace, resource) = match (path, &manifest) {
+                (Some(p), _) => {
+                    let ns = p.split('/').skip_while(|s| *s != "namespaces").nth(1).unwrap_or("").to_string();
+                    (p, ns, String::new())
+                }
+                (None, Some(m)) => request_path(m, &method)?,
+                (None, None) => bail!("give -f MANIFEST or --path"),
+            };
+            let req = daas_chain::K8sApiRequest {
+                method,
+                path,
+                namespace,
+                resource_type: resource,
+                payload: manifest.map(|m| m.to_string().into_bytes()).unwrap_or_default(),
+                sender: key.address(),
+                timestamp: now_ms,
+            };
+            let (digest, index) = ledger.open()?.submit_request(&req)?;
+            println!("{digest}/{index}");
         }
         DevCommand::Slash { ledger, stake, reason } => {
             let id = parse_id(&stake)?;

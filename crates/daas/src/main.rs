@@ -9,6 +9,7 @@ mod bench;
 mod bench_k8s;
 mod config;
 mod dev;
+mod login;
 mod server;
 
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ enum Command {
         #[command(subcommand)]
         command: attest::AttestCommand,
     },
+    /// Sign in as a tenant with a Sui key: attest the master, sign its login challenge, and
+    /// get a token (in a kubeconfig) whose tier the address's stake decides
+    Login(login::LoginArgs),
     /// Print the measurement (SHA-384 of this executable) that the simulated TEE reports
     Measure,
     /// Drive the development ledger (not a blockchain): keys, stakes, unstakes, slashes
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         Command::Bench { command } => (command.threads(), Job::Bench(command)),
         Command::Attest { command } => (1, Job::Attest(command)),
         Command::Measure => (1, Job::Measure),
+        Command::Login(a) => (1, Job::Login(a)),
         Command::Dev { command } => (1, Job::Dev(command)),
     };
     let rt = match runtime(threads) {
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
             Job::Bench(command) => bench::run(command).await,
             Job::Attest(command) => attest::run(command).await,
             Job::Measure => attest::measure(),
+            Job::Login(a) => login::run(a).await,
             Job::Dev(command) => dev::run(command),
         }
     });
@@ -158,5 +164,6 @@ enum Job {
     Bench(bench::BenchCommand),
     Attest(attest::AttestCommand),
     Measure,
+    Login(login::LoginArgs),
     Dev(dev::DevCommand),
 }

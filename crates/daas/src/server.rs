@@ -130,6 +130,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let follower_stop = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -177,6 +178,9 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         api.bootstrap().await.map_err(|e| anyhow::anyhow!("creating the system namespaces: {e}"))?;
         if let Some(every) = cfg.compaction_interval {
             api.clone().spawn_compactor(every);
+        }
+        if let Some(seal) = &seal {
+            daas_apiserver::chain::Follower::new(api.clone(), seal.clone(), cfg.sui_poll_interval).spawn(follower_stop.clone());
         }
         write_admin_kubeconfig(&cfg.write_kubeconfig, &pki, &local_url)?;
     } else {
@@ -265,6 +269,8 @@ async fn start_chain(
         min_stake: cfg.min_stake,
         tiers: daas_apiserver::seal::TierThresholds { read, write, admin },
         chain_name,
+        wake: tokio::sync::Notify::new(),
+        metrics: Default::default(),
     }))
 }
 

@@ -143,3 +143,158 @@ fn a_staked_worker_gets_a_token_and_others_get_reasons() {
     let (code, r) = register(&s, &key, "worker-9", &second);
     assert_eq!(code, 200, "{r}");
 }
+
+/// Polls `f` every 100 ms until it returns Some, for at most `within`.
+fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn keygen(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, SuiKey) {
+    let path = dir.join(name);
+    daas(&["dev", "keygen", "--out", path.to_str().unwrap()]).ok();
+    let key = SuiKey::read(&path).unwrap();
+    (path, key)
+}
+
+fn dev_stake(data_dir: &std::path::Path, key: &std::path::Path, node: &str, amount: &str) -> String {
+    daas(&["dev", "stake", "--data-dir", data_dir.to_str().unwrap(), "--key", key.to_str().unwrap(), "--node", node, "--amount", amount])
+        .ok()
+        .trim()
+        .to_string()
+}
+
+fn node_taints(s: &Server, node: &str) -> Vec<Value> {
+    let out = s.kubectl(&["get", "node", node, "-o", "json"]).ok();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["spec"]["taints"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn heartbeats_refresh_tokens_and_an_unstake_or_a_slash_revokes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let s = Server::start_k8s_in(&data_dir, &["--min-stake", "1000", "--sui-poll-interval", "30s"]);
+    let (k1_file, k1) = keygen(dir.path(), "w1.key");
+    let (k2_file, k2) = keygen(dir.path(), "w2.key");
+    let s1 = dev_stake(&data_dir, &k1_file, "worker-1", "5000");
+    let s2 = dev_stake(&data_dir, &k2_file, "worker-2", "5000");
+    let (_, r1) = register(&s, &k1, "worker-1", &s1);
+    let (_, r2) = register(&s, &k2, "worker-2", &s2);
+    let (t1, t2) = (r1["seal_token"].as_str().unwrap().to_string(), r2["seal_token"].as_str().unwrap().to_string());
+    // The Node objects (the agent creates its own; here the admin does).
+    for n in ["worker-1", "worker-2"] {
+        s.kubectl_stdin(&["apply", "-f", "-"], &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {n}\n")).ok();
+    }
+    let works = |t: &str| curl(&s, "GET", "/api/v1/namespaces/default/configmaps", None, &[&format!("X-Seal-Token: {t}")]).0;
+
+    // A heartbeat hands back a fresh token with the same identity.
+    let (code, hb) = curl(&s, "POST", "/api/v1/nodes/heartbeat", Some(&json!({})), &[&format!("X-Seal-Token: {t1}")]);
+    assert_eq!((code, hb["status"].as_str(), hb["node_id"].as_str()), (200, Some("ok"), Some("worker-1")), "{hb}");
+    let t1b = hb["seal_token"].as_str().unwrap().to_string();
+    assert_ne!(t1b, t1);
+    assert_eq!(works(&t1b), 200);
+    assert_eq!(curl(&s, "POST", "/api/v1/nodes/heartbeat", Some(&json!({})), &[]).0, 401, "anonymous");
+    let (code, r) = curl(&s, "POST", "/api/v1/nodes/heartbeat", Some(&json!({})), &[&format!("X-Seal-Token: {t1}x")]);
+    assert_eq!(code, 401, "{r}");
+
+    // The slash lands on the ledger; the hint (which carries nothing) makes the master read
+    // now rather than at its next 30 s poll.
+    daas(&["dev", "slash", "--data-dir", data_dir.to_str().unwrap(), "--stake", &s1, "--reason", "double signing"]).ok();
+    let (code, hint) = curl(&s, "POST", "/api/v1/sui-events", Some(&json!({"events": [{"type": "forged"}]})), &[]);
+    assert_eq!((code, hint["status"].as_str()), (202, Some("polling")), "{hint}");
+    eventually(Duration::from_secs(10), "the slashed worker's token is revoked", || (works(&t1b) == 401).then_some(()));
+    assert_eq!(works(&t1), 401, "every token of the slashed staker");
+    let (code, r) = curl(&s, "POST", "/api/v1/nodes/heartbeat", Some(&json!({})), &[&format!("X-Seal-Token: {t1b}")]);
+    assert_eq!(code, 401, "a revoked worker cannot refresh: {r}");
+    let taints = node_taints(&s, "worker-1");
+    assert!(
+        taints.iter().any(|t| t["key"] == "k3s-daas.io/stake-revoked" && t["effect"] == "NoExecute" && t["value"] == "slashed"),
+        "{taints:?}"
+    );
+    // The other staker is untouched.
+    assert_eq!(works(&t2), 200);
+    assert!(node_taints(&s, "worker-2").is_empty());
+
+    // An unstake by the staker does the same.
+    daas(&["dev", "unstake", "--data-dir", data_dir.to_str().unwrap(), "--key", k2_file.to_str().unwrap(), "--stake", &s2]).ok();
+    curl(&s, "POST", "/api/v1/sui-events", None, &[]);
+    eventually(Duration::from_secs(10), "the unstaked worker's token is revoked", || (works(&t2) == 401).then_some(()));
+    assert!(node_taints(&s, "worker-2").iter().any(|t| t["key"] == "k3s-daas.io/stake-revoked" && t["value"] == "unstaking"));
+    let metrics = s.kubectl(&["get", "--raw", "/metrics"]).ok();
+    assert!(metrics.contains("daas_chain_revocations_total 2"), "{metrics}");
+    assert!(metrics.contains("daas_chain_events_applied_total 4"), "two stakes, a slash and an unstake");
+}
+
+fn chain_request(s: &Server, id: &str) -> Option<Value> {
+    let out = s.kubectl(&["get", "--raw", &format!("/api/v1/chain-requests/{id}")]);
+    (out.code == Some(0)).then(|| serde_json::from_str(&out.stdout).unwrap())
+}
+
+fn dev_request(data_dir: &std::path::Path, key: &std::path::Path, manifest: &std::path::Path, extra: &[&str]) -> String {
+    let mut args = vec!["dev", "request", "--data-dir", data_dir.to_str().unwrap(), "--key", key.to_str().unwrap(), "-f", manifest.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    daas(&args).ok().trim().to_string()
+}
+
+#[test]
+fn on_chain_requests_run_once_as_their_sender_even_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let args = ["--sui-poll-interval", "200ms"];
+    let s = Server::start_k8s_in(&data_dir, &args);
+    let (tenant_file, tenant) = keygen(dir.path(), "tenant.key");
+    let (poor_file, poor) = keygen(dir.path(), "poor.key");
+    dev_stake(&data_dir, &tenant_file, "tenant-a", "5000");
+    // generateName: were the request applied twice, there would be two objects.
+    let cm = dir.path().join("cm.yaml");
+    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: chain-\n  namespace: default\ndata:\n  from: chain\n").unwrap();
+
+    let id = dev_request(&data_dir, &tenant_file, &cm, &[]);
+    assert!(id.ends_with("/0"), "{id}");
+    let done = eventually(Duration::from_secs(10), "the request is applied", || chain_request(&s, &id));
+    assert_eq!((done["state"].as_str(), done["code"].as_u64()), (Some("applied"), Some(201)), "{done}");
+    assert_eq!(done["user"]["username"], tenant.address().to_string());
+    assert!(done["user"]["groups"].to_string().contains("daas:tier:write"), "{done}");
+    let name = done["object"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("chain-"), "{done}");
+    let created = s.kubectl(&["get", "cm", &name, "-o", "jsonpath={.data.from}"]).ok();
+    assert_eq!(created, "chain");
+
+    // Refused and malformed requests are recorded as failed and the stream moves on.
+    let refused = dev_request(&data_dir, &poor_file, &cm, &[]);
+    let r = eventually(Duration::from_secs(10), "the unstaked sender's request is recorded", || chain_request(&s, &refused));
+    assert_eq!((r["state"].as_str(), r["code"].as_u64()), (Some("failed"), Some(403)), "{r}");
+    assert!(r["message"].as_str().unwrap().contains(&format!("User \"{}\" cannot create resource \"configmaps\"", poor.address())), "{r}");
+    let bare = dir.path().join("bare.yaml");
+    std::fs::write(&bare, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lost\n").unwrap();
+    let elsewhere = dev_request(&data_dir, &tenant_file, &bare, &["--path", "/api/v1/namespaces/nowhere/configmaps"]);
+    let r = eventually(Duration::from_secs(10), "a request into a missing namespace is recorded", || chain_request(&s, &elsewhere));
+    assert_eq!((r["state"].as_str(), r["code"].as_u64()), (Some("failed"), Some(404)), "{r}");
+    let list = dir.path().join("list.yaml");
+    std::fs::write(&list, "- not\n- an object\n").unwrap();
+    let junk = dev_request(&data_dir, &tenant_file, &list, &["--path", "/api/v1/namespaces/default/configmaps"]);
+    let r = eventually(Duration::from_secs(10), "a malformed request is recorded", || chain_request(&s, &junk));
+    assert_eq!((r["state"].as_str(), r["code"].as_u64()), (Some("failed"), Some(400)), "{r}");
+    let unknown = s.kubectl(&["get", "--raw", "/api/v1/chain-requests/11111111111111111111111111111111/0"]);
+    assert_ne!(unknown.code, Some(0));
+    assert!(unknown.stderr.contains("NotFound") || unknown.stderr.contains("not found"), "{}", unknown.stderr);
+
+    // SIGKILL and start again: the cursor is in the store, so nothing is applied twice.
+    s.crash();
+    let s = Server::start_k8s_in(&data_dir, &args);
+    let cm2 = dir.path().join("cm2.yaml");
+    std::fs::write(&cm2, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: after-restart\n").unwrap();
+    let later = dev_request(&data_dir, &tenant_file, &cm2, &[]);
+    let r = eventually(Duration::from_secs(10), "a request after the restart is applied", || chain_request(&s, &later));
+    assert_eq!(r["code"].as_u64(), Some(201), "{r}");
+    let names = s.kubectl(&["get", "cm", "-o", "name"]).ok();
+    assert_eq!(names.lines().filter(|l| l.starts_with("configmap/chain-")).count(), 1, "{names}");
+    assert_eq!(chain_request(&s, &id).unwrap(), done, "the outcome is kept as recorded");
+}

@@ -359,12 +359,21 @@ impl Api {
             None => RequestOp::DeleteRange(DeleteRangeRequest { span: KeySpan::Single(kb.clone()), prev_kv: false }),
         }];
         ops.extend(extra);
+        let rider = super::Rider::pending().map(|(r, more)| {
+            ops.extend(more);
+            r
+        });
         let txn = TxnRequest {
             compare: vec![Compare { span: KeySpan::Single(kb), result: CompareResult::Equal, target: CompareTarget::Mod(expect) }],
             success: ops,
             failure: vec![],
         };
         let r = self.store.txn(txn).await?;
+        if r.succeeded
+            && let Some(rider) = rider
+        {
+            rider.land(r.revision);
+        }
         Ok(r.succeeded.then_some(r.revision))
     }
 

@@ -245,6 +245,21 @@ impl Api {
                         Err(_) => ApiError::too_large("the request body exceeds 64 KiB").into_response(),
                     };
                 }
+                ("POST", "/api/v1/login") => {
+                    return match axum::body::to_bytes(body, 64 * 1024).await {
+                        Ok(b) => seal.login(&self.store, &b).await,
+                        Err(_) => ApiError::too_large("the request body exceeds 64 KiB").into_response(),
+                    };
+                }
+                // Only a hint to read the chain now: nothing in the request is used, so it
+                // needs no credentials.
+                ("POST", "/api/v1/sui-events") => {
+                    seal.wake.notify_one();
+                    return json_response(
+                        StatusCode::ACCEPTED,
+                        &json!({"status": "polling", "message": format!("the master reads events from {} itself; this request carried nothing it uses", seal.chain_name)}),
+                    );
+                }
                 _ => {}
             }
         }
@@ -257,6 +272,23 @@ impl Api {
             Ok(None) => return ApiError::unauthorized().into_response(),
             Err(e) => return e.into_response(),
         };
+        if let Some(seal) = &self.seal {
+            if parts.method == axum::http::Method::POST && path == "/api/v1/nodes/heartbeat" {
+                return match (&user.token, user.method) {
+                    (Some(token), "seal") => seal.heartbeat(&self.store, token),
+                    _ => ApiError::forbidden(format!(
+                        "forbidden: User \"{}\" cannot send heartbeats: they come from workers, with the seal token register-worker issued",
+                        user.name
+                    ))
+                    .into_response(),
+                };
+            }
+            if parts.method == axum::http::Method::GET
+                && let Some(rest) = path.strip_prefix("/api/v1/chain-requests/")
+            {
+                return crate::chain::chain_request(&self.store, rest);
+            }
+        }
         match path.as_str() {
             "/kubectl/config" => return self.kubeconfig_for(&user),
             "/metrics" => {
@@ -268,7 +300,11 @@ impl Api {
                     )
                     .into_response();
                 }
-                let mut r = Response::new(axum::body::Body::from(self.metrics.render(self.store.current_revision())));
+                let mut text = self.metrics.render(self.store.current_revision());
+                if let Some(seal) = &self.seal {
+                    seal.metrics.render(&mut text);
+                }
+                let mut r = Response::new(axum::body::Body::from(text));
                 r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                 return r;
             }
@@ -299,9 +335,35 @@ impl Api {
             }
             _ => {}
         }
-        let info = match request::parse(&parts.method, &path, &q) {
+        self.serve_resource(user, parts, body, &path, &q, started).await
+    }
+
+    /// Executes a request of the resource API as `user`, who is already authenticated: the
+    /// chain follower runs on-chain requests through here, under the same authorization,
+    /// admission and audit as any other caller. The body must be complete (no watches).
+    pub(crate) async fn execute_as(self: &Arc<Self>, user: User, method: &str, uri: &str, content_type: &str, body: bytes::Bytes) -> Response {
+        let req = match axum::http::Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, content_type).body(Body::empty()) {
+            Ok(r) => r,
+            Err(e) => return ApiError::bad_request(format!("not a valid request: {e}")).into_response(),
+        };
+        let (parts, _) = req.into_parts();
+        let path = parts.uri.path().to_string();
+        let q = request::parse_query(parts.uri.query());
+        self.clone().serve_resource(user, parts, Body::from(body), &path, &q, std::time::Instant::now()).await
+    }
+
+    async fn serve_resource(
+        self: Arc<Self>,
+        user: User,
+        parts: axum::http::request::Parts,
+        body: Body,
+        path: &str,
+        q: &request::Query,
+        started: std::time::Instant,
+    ) -> Response {
+        let info = match request::parse(&parts.method, path, q) {
             Ok(Some(i)) => i,
-            Ok(None) => return discovery_response(&path, &parts.headers),
+            Ok(None) => return discovery_response(path, &parts.headers),
             Err(e) => return e.into_response(),
         };
         let attrs = auth::Attributes::of(&info);
@@ -323,7 +385,7 @@ impl Api {
             namespaced: info.namespace.is_some(),
         };
         if info.verb == "watch" {
-            let r = watch::watch(self.clone(), info, q, output).await.unwrap_or_else(IntoResponse::into_response);
+            let r = watch::watch(self.clone(), info, q.clone(), output).await.unwrap_or_else(IntoResponse::into_response);
             self.metrics.record(labels, r.status().as_u16(), started.elapsed());
             return r;
         }
@@ -337,7 +399,7 @@ impl Api {
             Ok(b) => b,
             Err(_) => return ApiError::too_large("the request body exceeds the 3 MiB limit").into_response(),
         };
-        let ctx = crud::Ctx { user: &user, authz: &self.authz, q: &q, headers: &parts.headers, output };
+        let ctx = crud::Ctx { user: &user, authz: &self.authz, q, headers: &parts.headers, output };
         let result = crud::dispatch(&self, &info, &ctx, body).await;
         let code = match &result {
             Ok(r) => r.status().as_u16(),
@@ -371,6 +433,42 @@ impl Api {
             tracing::warn!(error = %e, "writing the audit log failed");
         }
     }
+}
+
+/// Store writes that ride with a request's first successful write, in the same store
+/// transaction: the chain follower's cursor and outcome record travel with the effect of an
+/// on-chain request, so the effect and "this event is done" commit together or not at all.
+#[derive(Debug)]
+pub(crate) struct Rider {
+    ops: Vec<daas_store::RequestOp>,
+    /// The revision of the write the ops rode with, once they did.
+    landed: parking_lot::Mutex<Option<i64>>,
+}
+
+impl Rider {
+    pub(crate) fn new(ops: Vec<daas_store::RequestOp>) -> Arc<Rider> {
+        Arc::new(Rider { ops, landed: parking_lot::Mutex::new(None) })
+    }
+
+    pub(crate) fn landed(&self) -> Option<i64> {
+        *self.landed.lock()
+    }
+
+    /// The ops to add to a write, if they have not landed yet.
+    pub(crate) fn pending() -> Option<(Arc<Rider>, Vec<daas_store::RequestOp>)> {
+        RIDER.try_with(|r| r.clone()).ok().filter(|r| r.landed().is_none()).map(|r| {
+            let ops = r.ops.clone();
+            (r, ops)
+        })
+    }
+
+    pub(crate) fn land(&self, revision: i64) {
+        *self.landed.lock() = Some(revision);
+    }
+}
+
+tokio::task_local! {
+    pub(crate) static RIDER: Arc<Rider>;
 }
 
 /// The store span of every key under `prefix`.

@@ -361,6 +361,11 @@ pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static Resou
     RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
+/// The row for an object's `apiVersion` and `kind` (stored kinds only).
+pub fn by_api_version_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
+    RESOURCES.iter().find(|r| !r.is_virtual() && r.api_version() == api_version && r.kind == kind)
+}
+
 /// The row of a kind.
 pub fn by_kind(id: Kind) -> &'static ResourceType {
     RESOURCES.iter().find(|r| r.id == id).unwrap_or(&RESOURCES[0])
