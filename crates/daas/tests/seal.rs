@@ -298,3 +298,98 @@ fn on_chain_requests_run_once_as_their_sender_even_across_a_crash() {
     assert_eq!(names.lines().filter(|l| l.starts_with("configmap/chain-")).count(), 1, "{names}");
     assert_eq!(chain_request(&s, &id).unwrap(), done, "the outcome is kept as recorded");
 }
+
+fn kubectl_with(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
+    let mut c = std::process::Command::new("kubectl");
+    c.arg("--kubeconfig").arg(kubeconfig).args(args);
+    run_command(c, &format!("kubectl {}", args.join(" ")), Duration::from_secs(30))
+}
+
+#[test]
+fn tenants_log_in_with_a_sui_key_and_get_the_tier_their_stake_buys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let s = Server::start_k8s_in(&data_dir, &["--sui-poll-interval", "200ms"]);
+    let (admin_file, admin) = keygen(dir.path(), "admin.key");
+    let (writer_file, writer) = keygen(dir.path(), "writer.key");
+    let (nobody_file, _) = keygen(dir.path(), "nobody.key");
+    // Two stakes add up: 6,000 + 6,000 ≥ 10,000 is the admin tier.
+    dev_stake(&data_dir, &admin_file, "a-1", "6000");
+    dev_stake(&data_dir, &admin_file, "a-2", "6000");
+    dev_stake(&data_dir, &writer_file, "w-1", "1500");
+    let login = |key: &std::path::Path, extra: &[&str]| {
+        let mut cmd = daas_command();
+        cmd.args(["login", "--server", s.https_url(), "--sui-key", key.to_str().unwrap(), "--danger-accept-simulation"]).args(extra);
+        run_command(cmd, "daas login", Duration::from_secs(30))
+    };
+    let admin_kc = dir.path().join("admin.kubeconfig");
+    // The master learns of stakes from the event stream, within a poll interval.
+    eventually(Duration::from_secs(10), "the admin's login", || {
+        let out = login(&admin_file, &["--write-kubeconfig", admin_kc.to_str().unwrap()]);
+        (out.code == Some(0)).then_some(out)
+    });
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&admin_kc).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let who: Value = serde_json::from_str(&kubectl_with(&admin_kc, &["auth", "whoami", "-o", "json"]).ok()).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], admin.address().to_string());
+    assert!(who["status"]["userInfo"]["groups"].to_string().contains("daas:tier:admin"), "{who}");
+
+    let writer_kc = dir.path().join("writer.kubeconfig");
+    login(&writer_file, &["--write-kubeconfig", writer_kc.to_str().unwrap()]).ok();
+    kubectl_with(&writer_kc, &["create", "configmap", "by-tenant", "--from-literal=a=1"]).ok();
+    let who: Value = serde_json::from_str(&kubectl_with(&writer_kc, &["auth", "whoami", "-o", "json"]).ok()).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], writer.address().to_string());
+    let denied = kubectl_with(&writer_kc, &["delete", "node", "anything"]);
+    assert_ne!(denied.code, Some(0));
+    assert!(denied.stderr.contains(&format!("User \"{}\" cannot delete resource \"nodes\"", writer.address())), "{}", denied.stderr);
+
+    // Without --write-kubeconfig the token is printed; it is a bearer token like any other.
+    let token = login(&writer_file, &[]).ok().trim().to_string();
+    assert!(token.starts_with("seal_"));
+    assert_eq!(curl(&s, "GET", "/api/v1/namespaces/default/configmaps/by-tenant", None, &[&format!("Authorization: Bearer {token}")]).0, 200);
+
+    // No stake, no login; and the master must be attested.
+    let out = login(&nobody_file, &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("no-stake"), "{}", out.stderr);
+    let mut cmd = daas_command();
+    cmd.args(["login", "--server", s.https_url(), "--sui-key", writer_file.to_str().unwrap()]);
+    let out = run_command(cmd, "daas login", Duration::from_secs(30));
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("SIMULATED") || out.stderr.contains("simulat"), "{}", out.stderr);
+}
+
+/// Keys made and signatures produced by Mysten's TypeScript SDK (run under node) register
+/// workers with our master, for every scheme.
+#[test]
+fn workers_with_keys_from_the_typescript_sdk_register() {
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../chain/tests/ts");
+    assert!(sdk.join("node_modules/@mysten/sui").exists(), "the TypeScript SDK is not installed: run `npm ci` in {}", sdk.display());
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let s = Server::start_k8s_in(&data_dir, &[]);
+    for scheme in ["ed25519", "secp256k1", "secp256r1"] {
+        let (_, c) = curl(&s, "GET", "/api/v1/challenge?purpose=register-worker", None, &[]);
+        let mut node = std::process::Command::new("node");
+        node.current_dir(&sdk).args(["sdk.mjs", "sign", c["message"].as_str().unwrap()]);
+        let out = run_command(node, "node sdk.mjs sign", Duration::from_secs(30)).ok();
+        let signed: Value = out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|v| v["scheme"] == scheme).unwrap();
+        let key_file = dir.path().join(format!("{scheme}.key"));
+        std::fs::write(&key_file, signed["suiprivkey"].as_str().unwrap()).unwrap();
+        let node_name = format!("ts-{scheme}");
+        let stake = dev_stake(&data_dir, &key_file, &node_name, "5000");
+        let req = json!({"node_id": node_name, "stake_object_id": stake, "nonce": c["nonce"], "signature": signed["signature"]});
+        let (code, r) = curl(&s, "POST", "/api/v1/register-worker", Some(&req), &[]);
+        assert_eq!(code, 200, "{scheme}: {r}");
+        let token = r["seal_token"].as_str().unwrap();
+        let (code, who) = curl(
+            &s,
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            Some(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})),
+            &[&format!("Authorization: Bearer {token}")],
+        );
+        assert_eq!((code, who["status"]["userInfo"]["username"].as_str()), (201, Some(format!("system:node:{node_name}").as_str())), "{who}");
+        assert_eq!(who["status"]["userInfo"]["uid"], signed["address"], "{scheme}");
+    }
+}
