@@ -231,7 +231,8 @@ impl Follower {
     }
 
     fn cursor_op(&self, cursor: &[u8], event: Option<&ChainEvent>) -> RequestOp {
-        let rec = CursorRecord { package: self.seal.chain.package().to_string(), cursor: hex::encode(cursor), event: event.map(ChainEvent::key) };
+        let rec =
+            CursorRecord { package: self.seal.chain.package().to_string(), cursor: hex::encode(cursor), event: event.map(ChainEvent::key) };
         put(CURSOR_KEY.to_string(), &serde_json::to_value(rec).unwrap_or_default())
     }
 
@@ -299,7 +300,13 @@ impl Follower {
                 Err(daas_chain::ChainError::Unavailable(e)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(%stake, error = %e, "the revoked stake cannot be read; no node to taint");
-                    IndexedStake { stake_id: stake.to_string(), staker: staker.to_string(), amount: 0, node_id: String::new(), status: String::new() }
+                    IndexedStake {
+                        stake_id: stake.to_string(),
+                        staker: staker.to_string(),
+                        amount: 0,
+                        node_id: String::new(),
+                        status: String::new(),
+                    }
                 }
             },
         };
@@ -507,8 +514,11 @@ mod tests {
     #[test]
     fn requests_are_checked_before_they_run() {
         let ok = check_request(&req("POST", "/api/v1/namespaces/a/configmaps", "a", b"metadata:\n  name: x\n"));
-        assert_eq!(ok.map(|(ct, b)| (ct, b)), Ok(("application/json", Bytes::from(r#"{"metadata":{"name":"x"}}"#))));
-        assert_eq!(check_request(&req("PATCH", "/api/v1/namespaces/a/configmaps/x", "", b"{}")).map(|r| r.0), Ok("application/merge-patch+json"));
+        assert_eq!(ok, Ok(("application/json", Bytes::from(r#"{"metadata":{"name":"x"}}"#))));
+        assert_eq!(
+            check_request(&req("PATCH", "/api/v1/namespaces/a/configmaps/x", "", b"{}")).map(|r| r.0),
+            Ok("application/merge-patch+json")
+        );
         for (bad, why) in [
             (req("TRACE", "/api/v1/pods", "", b""), "method"),
             (req("GET", "/healthz", "", b""), "not a Kubernetes resource path"),

@@ -240,7 +240,8 @@ impl Seal {
         let Some(node) = claims.node.as_deref() else {
             return refused(StatusCode::FORBIDDEN, "not-a-worker", "heartbeats come from workers: use the token register-worker issued");
         };
-        if let (Ok(staker), Some(Ok(stake))) = (claims.sub.parse::<daas_chain::Address>(), claims.stake.as_deref().map(str::parse::<daas_chain::Address>))
+        if let (Ok(staker), Some(Ok(stake))) =
+            (claims.sub.parse::<daas_chain::Address>(), claims.stake.as_deref().map(str::parse::<daas_chain::Address>))
             && let Ok(known) = crate::chain::stakes_of(store, &staker)
             && let Some(s) = known.iter().find(|s| s.stake_id == stake.to_string())
             && s.status != "active"
@@ -248,10 +249,7 @@ impl Seal {
             return refused(StatusCode::UNAUTHORIZED, "stake-revoked", format!("stake {stake} is {}", s.status));
         }
         let issued = self.issuer.issue(&claims.sub, Some(node), claims.stake.as_deref(), &claims.tier, t);
-        (
-            StatusCode::OK,
-            axum::Json(json!({"status": "ok", "node_id": node, "seal_token": issued.token, "expires_at": issued.claims.exp})),
-        )
+        (StatusCode::OK, axum::Json(json!({"status": "ok", "node_id": node, "seal_token": issued.token, "expires_at": issued.claims.exp})))
             .into_response()
     }
 }

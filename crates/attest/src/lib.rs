@@ -210,7 +210,13 @@ pub async fn pinned_request(
     tokio::time::timeout(timeout, pinned_inner(server, ca_der, method, path, body)).await.map_err(|_| AttestError::Timeout(timeout))?
 }
 
-async fn pinned_inner(server: &str, ca_der: &[u8], method: &str, path: &str, body: Option<&serde_json::Value>) -> Result<(u16, Vec<u8>), AttestError> {
+async fn pinned_inner(
+    server: &str,
+    ca_der: &[u8],
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(u16, Vec<u8>), AttestError> {
     let (host, port) = parse_url(server)?;
     let server_name = ServerName::try_from(host.clone()).map_err(|e| AttestError::Url(format!("{host:?}: {e}")))?;
     let mut roots = rustls::RootCertStore::empty();
@@ -223,7 +229,10 @@ async fn pinned_inner(server: &str, ca_der: &[u8], method: &str, path: &str, bod
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     let tcp = tokio::net::TcpStream::connect(&addr).await.map_err(|source| AttestError::Connect { addr: addr.clone(), source })?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(server_name.to_owned(), tcp).await.map_err(|e| AttestError::Tls(addr.clone(), e))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(server_name.to_owned(), tcp)
+        .await
+        .map_err(|e| AttestError::Tls(addr.clone(), e))?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.map_err(|e| AttestError::Http(e.to_string()))?;
     tokio::spawn(async move {

@@ -160,7 +160,12 @@ impl ChainClient {
         let mut page = EventPage::default();
         loop {
             let frame = match tokio::time::timeout_at(deadline, stream.message()).await {
-                Err(_) => return Err(ChainError::Unavailable(format!("{} did not finish the event page within {:?}", self.endpoint, self.timeout))),
+                Err(_) => {
+                    return Err(ChainError::Unavailable(format!(
+                        "{} did not finish the event page within {:?}",
+                        self.endpoint, self.timeout
+                    )));
+                }
                 Ok(Err(s)) => return Err(ChainError::Unavailable(format!("{}: the event stream broke: {}", self.endpoint, s.message()))),
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(f))) => f,
@@ -185,7 +190,8 @@ impl ChainClient {
             if let Some(end) = frame.end {
                 {
                     use sui_rpc::proto::sui::rpc::v2::QueryEndReason;
-                    page.full = matches!(end.reason, Some(r) if r == QueryEndReason::ItemLimit as i32 || r == QueryEndReason::ScanLimit as i32);
+                    page.full =
+                        matches!(end.reason, Some(r) if r == QueryEndReason::ItemLimit as i32 || r == QueryEndReason::ScanLimit as i32);
                 }
                 break;
             }

@@ -58,7 +58,13 @@ impl StakeEvent {
 
     pub fn from_bcs(b: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader(b);
-        let e = StakeEvent { stake_id: r.address()?, staker: r.address()?, amount: r.u64()?, node_id: r.string("node_id")?, staked_at: r.u64()? };
+        let e = StakeEvent {
+            stake_id: r.address()?,
+            staker: r.address()?,
+            amount: r.u64()?,
+            node_id: r.string("node_id")?,
+            staked_at: r.u64()?,
+        };
         r.finish()?;
         Ok(e)
     }

@@ -160,7 +160,11 @@ impl DevLedger {
         self.refresh();
         let mut rec = self.stake_record(id)?;
         if rec.status != StakeStatus::Active {
-            return Err(LedgerError::WrongStatus { id: id.to_string(), status: rec.status.name(), why: "only an active stake can be unstaked" });
+            return Err(LedgerError::WrongStatus {
+                id: id.to_string(),
+                status: rec.status.name(),
+                why: "only an active stake can be unstaked",
+            });
         }
         rec.status = StakeStatus::Unstaking;
         rec.locked_until = now_ms + UNSTAKE_LOCK_MS;
@@ -178,7 +182,11 @@ impl DevLedger {
         self.refresh();
         let mut rec = self.stake_record(id)?;
         if !matches!(rec.status, StakeStatus::Active | StakeStatus::Unstaking) {
-            return Err(LedgerError::WrongStatus { id: id.to_string(), status: rec.status.name(), why: "only a live stake can be slashed" });
+            return Err(LedgerError::WrongStatus {
+                id: id.to_string(),
+                status: rec.status.name(),
+                why: "only a live stake can be slashed",
+            });
         }
         rec.status = StakeStatus::Slashed;
         let event = SlashEvent { stake_id: rec.id, staker: rec.staker, amount: rec.amount, reason: reason.to_string() };
@@ -436,7 +444,8 @@ impl LedgerService for Service {
             if e.checkpoint < first || !filter_matches(req.filter.as_ref(), e)? {
                 continue;
             }
-            let contents = base64::engine::general_purpose::STANDARD.decode(&e.contents).map_err(|_| tonic::Status::internal("damaged event"))?;
+            let contents =
+                base64::engine::general_purpose::STANDARD.decode(&e.contents).map_err(|_| tonic::Status::internal("damaged event"))?;
             let mut ev = Event::default();
             ev.package_id = Some(st.package.clone());
             ev.module = Some(e.module.clone());
@@ -466,7 +475,8 @@ impl LedgerService for Service {
             Some(last) if reason == QueryEndReason::ItemLimit => last.end = Some(q),
             _ => {
                 let mut frame = ListEventsResponse::default();
-                frame.watermark = Some(watermark(position, if reason == QueryEndReason::LedgerTip { Some(st.checkpoint) } else { covered }));
+                frame.watermark =
+                    Some(watermark(position, if reason == QueryEndReason::LedgerTip { Some(st.checkpoint) } else { covered }));
                 frame.end = Some(q);
                 frames.push(frame);
             }

@@ -19,6 +19,7 @@ use sui_sdk_types::Address;
 type Frames = Vec<Result<ListEventsResponse, tonic::Status>>;
 type EventStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ListEventsResponse, tonic::Status>> + Send>>;
 
+#[allow(clippy::large_enum_variant)]
 enum Step {
     Info(Result<GetServiceInfoResponse, tonic::Status>),
     Object(Result<GetObjectResponse, tonic::Status>),
@@ -50,7 +51,10 @@ struct Replay(Arc<Node>);
 
 #[tonic::async_trait]
 impl LedgerService for Replay {
-    async fn get_service_info(&self, _: tonic::Request<GetServiceInfoRequest>) -> Result<tonic::Response<GetServiceInfoResponse>, tonic::Status> {
+    async fn get_service_info(
+        &self,
+        _: tonic::Request<GetServiceInfoRequest>,
+    ) -> Result<tonic::Response<GetServiceInfoResponse>, tonic::Status> {
         match self.0.next("GetServiceInfo".into()).await {
             Step::Info(r) => r.map(tonic::Response::new),
             _ => Err(tonic::Status::internal("script out of order")),
@@ -91,14 +95,22 @@ async fn serve(script: Vec<Step>) -> (ChainClient, Arc<Node>, Address) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let svc = LedgerServiceServer::new(Replay(node.clone()));
-    tokio::spawn(tonic::transport::Server::builder().add_service(svc).serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)));
+    tokio::spawn(
+        tonic::transport::Server::builder().add_service(svc).serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
     let package = Address::new([0x5a; 32]);
     let client = ChainClient::new(&format!("http://{addr}"), package).unwrap().with_limits(Duration::from_millis(500), 3);
     (client, node, package)
 }
 
 fn frame(package: &Address, n: u8, end: Option<QueryEndReason>) -> ListEventsResponse {
-    let stake = StakeEvent { stake_id: Address::new([n; 32]), staker: Address::new([9; 32]), amount: 1000 * u64::from(n), node_id: format!("w-{n}"), staked_at: 1 };
+    let stake = StakeEvent {
+        stake_id: Address::new([n; 32]),
+        staker: Address::new([9; 32]),
+        amount: 1000 * u64::from(n),
+        node_id: format!("w-{n}"),
+        staked_at: 1,
+    };
     let mut e = Event::default();
     e.package_id = Some(package.to_string());
     e.module = Some("staking".into());

@@ -238,7 +238,8 @@ fn chain_request(s: &Server, id: &str) -> Option<Value> {
 }
 
 fn dev_request(data_dir: &std::path::Path, key: &std::path::Path, manifest: &std::path::Path, extra: &[&str]) -> String {
-    let mut args = vec!["dev", "request", "--data-dir", data_dir.to_str().unwrap(), "--key", key.to_str().unwrap(), "-f", manifest.to_str().unwrap()];
+    let mut args =
+        vec!["dev", "request", "--data-dir", data_dir.to_str().unwrap(), "--key", key.to_str().unwrap(), "-f", manifest.to_str().unwrap()];
     args.extend_from_slice(extra);
     daas(&args).ok().trim().to_string()
 }
@@ -254,7 +255,8 @@ fn on_chain_requests_run_once_as_their_sender_even_across_a_crash() {
     dev_stake(&data_dir, &tenant_file, "tenant-a", "5000");
     // generateName: were the request applied twice, there would be two objects.
     let cm = dir.path().join("cm.yaml");
-    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: chain-\n  namespace: default\ndata:\n  from: chain\n").unwrap();
+    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: chain-\n  namespace: default\ndata:\n  from: chain\n")
+        .unwrap();
 
     let id = dev_request(&data_dir, &tenant_file, &cm, &[]);
     assert!(id.ends_with("/0"), "{id}");
@@ -346,7 +348,10 @@ fn tenants_log_in_with_a_sui_key_and_get_the_tier_their_stake_buys() {
     // Without --write-kubeconfig the token is printed; it is a bearer token like any other.
     let token = login(&writer_file, &[]).ok().trim().to_string();
     assert!(token.starts_with("seal_"));
-    assert_eq!(curl(&s, "GET", "/api/v1/namespaces/default/configmaps/by-tenant", None, &[&format!("Authorization: Bearer {token}")]).0, 200);
+    assert_eq!(
+        curl(&s, "GET", "/api/v1/namespaces/default/configmaps/by-tenant", None, &[&format!("Authorization: Bearer {token}")]).0,
+        200
+    );
 
     // No stake, no login; and the master must be attested.
     let out = login(&nobody_file, &[]);
@@ -389,7 +394,11 @@ fn workers_with_keys_from_the_typescript_sdk_register() {
             Some(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})),
             &[&format!("Authorization: Bearer {token}")],
         );
-        assert_eq!((code, who["status"]["userInfo"]["username"].as_str()), (201, Some(format!("system:node:{node_name}").as_str())), "{who}");
+        assert_eq!(
+            (code, who["status"]["userInfo"]["username"].as_str()),
+            (201, Some(format!("system:node:{node_name}").as_str())),
+            "{who}"
+        );
         assert_eq!(who["status"]["userInfo"]["uid"], signed["address"], "{scheme}");
     }
 }

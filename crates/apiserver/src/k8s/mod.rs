@@ -341,11 +341,19 @@ impl Api {
     /// Executes a request of the resource API as `user`, who is already authenticated: the
     /// chain follower runs on-chain requests through here, under the same authorization,
     /// admission and audit as any other caller. The body must be complete (no watches).
-    pub(crate) async fn execute_as(self: &Arc<Self>, user: User, method: &str, uri: &str, content_type: &str, body: bytes::Bytes) -> Response {
-        let req = match axum::http::Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, content_type).body(Body::empty()) {
-            Ok(r) => r,
-            Err(e) => return ApiError::bad_request(format!("not a valid request: {e}")).into_response(),
-        };
+    pub(crate) async fn execute_as(
+        self: &Arc<Self>,
+        user: User,
+        method: &str,
+        uri: &str,
+        content_type: &str,
+        body: bytes::Bytes,
+    ) -> Response {
+        let req =
+            match axum::http::Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, content_type).body(Body::empty()) {
+                Ok(r) => r,
+                Err(e) => return ApiError::bad_request(format!("not a valid request: {e}")).into_response(),
+            };
         let (parts, _) = req.into_parts();
         let path = parts.uri.path().to_string();
         let q = request::parse_query(parts.uri.query());
