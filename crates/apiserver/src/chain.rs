@@ -81,6 +81,11 @@ pub struct ChainMetrics {
 }
 
 impl ChainMetrics {
+    /// The checkpoint of the last event applied (0 before the first).
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint.load(Ordering::Relaxed)
+    }
+
     /// Appends the Prometheus text of these counters.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write as _;

@@ -215,8 +215,12 @@ impl Seal {
                 StatusCode::FORBIDDEN,
                 reason,
                 format!(
-                    "{address} has {total} in active stakes on {}; reading needs {}, writing {}, admin {}",
-                    self.chain_name, self.tiers.read, self.tiers.write, self.tiers.admin
+                    "{address} has {total} in active stakes on {} as far as the master has read it (events up to checkpoint {}; a stake made just now shows within a poll); reading needs {}, writing {}, admin {}",
+                    self.chain_name,
+                    self.metrics.checkpoint(),
+                    self.tiers.read,
+                    self.tiers.write,
+                    self.tiers.admin
                 ),
             );
         };
