@@ -36,21 +36,48 @@ use crate::k8s::status::ApiError;
 use crate::k8s::{Api, RIDER, Rider, meta};
 use crate::seal::Seal;
 
-const CURSOR_KEY: &str = "/daas/chain/cursor";
-const APPLIED: &str = "/daas/chain/applied/";
-const REQUESTS: &str = "/daas/chain/requests/";
-const STAKES: &str = "/daas/chain/stakes/";
+/// Where the follower keeps its state, under `/daas/chain/<package>/`: another package (a new
+/// `--sui-package`) starts from nothing rather than from what an old one said.
+#[derive(Debug, Clone)]
+pub struct Keys(String);
+
+impl Keys {
+    pub fn new(package: &Address) -> Keys {
+        Keys(format!("/daas/chain/{package}/"))
+    }
+    fn cursor(&self) -> String {
+        format!("{}cursor", self.0)
+    }
+    fn applied(&self, event: &str) -> String {
+        format!("{}applied/{event}", self.0)
+    }
+    fn request(&self, event: &str) -> String {
+        format!("{}requests/{event}", self.0)
+    }
+    fn stakes_of(&self, staker: &Address) -> String {
+        format!("{}stakes/{staker}/", self.0)
+    }
+    fn stake(&self, staker: &Address, stake: &Address) -> String {
+        format!("{}stakes/{staker}/{stake}", self.0)
+    }
+    /// The stake a node last registered with.
+    pub fn node(&self, node: &str) -> String {
+        format!("{}nodes/{node}", self.0)
+    }
+}
 /// The taint a node gets when the stake behind it is withdrawn or slashed.
 pub const STAKE_REVOKED_TAINT: &str = "k3s-daas.io/stake-revoked";
 /// Events read per page.
 const PAGE: u32 = 100;
 /// Largest payload an on-chain request may carry (the API's body limit).
 const MAX_PAYLOAD: usize = 3 * 1024 * 1024;
+/// How long one on-chain request (or a taint) may run.
+const EXECUTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts at one event before it is recorded as failed and the stream moves on.
+const MAX_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CursorRecord {
-    /// The package the cursor belongs to: another package starts from the beginning.
-    package: String,
     /// Hex of the opaque ListEvents cursor.
     cursor: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,20 +149,17 @@ fn get(store: &Store, key: &str) -> Result<Option<Value>, String> {
 }
 
 /// Every stake the event stream has shown for `staker`.
-pub fn stakes_of(store: &Store, staker: &Address) -> Result<Vec<IndexedStake>, String> {
-    let span = crate::k8s::prefix_span(&format!("{STAKES}{staker}/"));
+pub fn stakes_of(store: &Store, keys: &Keys, staker: &Address) -> Result<Vec<IndexedStake>, String> {
+    let span = crate::k8s::prefix_span(&keys.stakes_of(staker));
     let r = store.range_now(&RangeRequest::new(span)).map_err(|e| e.to_string())?;
     r.kvs.iter().map(|kv| serde_json::from_slice(&kv.value).map_err(|e| format!("a stake index entry does not decode: {e}"))).collect()
-}
-
-fn stake_key(staker: &Address, stake: &Address) -> String {
-    format!("{STAKES}{staker}/{stake}")
 }
 
 /// The identity an on-chain request runs as: the sender's address, with the tier its active
 /// stakes (as of this point in the event stream) buy.
 fn sender_user(store: &Store, seal: &Seal, sender: &Address) -> Result<User, String> {
-    let total: u64 = stakes_of(store, sender)?.iter().filter(|s| s.status == "active").map(|s| s.amount).fold(0, u64::saturating_add);
+    let total: u64 =
+        stakes_of(store, &seal.keys, sender)?.iter().filter(|s| s.status == "active").map(|s| s.amount).fold(0, u64::saturating_add);
     let mut groups = Vec::new();
     if let Some(tier) = seal.tiers.tier(total) {
         groups.push(format!("daas:tier:{tier}"));
@@ -160,11 +184,13 @@ pub struct Follower {
     api: Arc<Api>,
     seal: Arc<Seal>,
     poll: Duration,
+    /// The event that failed last and how often in a row.
+    attempts: parking_lot::Mutex<(String, u32)>,
 }
 
 impl Follower {
     pub fn new(api: Arc<Api>, seal: Arc<Seal>, poll: Duration) -> Arc<Follower> {
-        Arc::new(Follower { api, seal, poll })
+        Arc::new(Follower { api, seal, poll, attempts: parking_lot::Mutex::new((String::new(), 0)) })
     }
 
     /// Follows the chain until `stop` turns true. Chain errors are logged and retried with
@@ -190,9 +216,14 @@ impl Follower {
                     return;
                 }
                 if !wait.is_zero() {
+                    // While backing off, a hint does not cut the wait short: the hint needs no
+                    // credentials, so it must not be a way to hammer a failing chain.
+                    let backing_off = wait > self.poll;
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = self.seal.wake.notified() => {}
+                        _ = self.seal.wake.notified(), if !backing_off => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
                         _ = stop.changed() => return,
                     }
                 }
@@ -204,16 +235,10 @@ impl Follower {
     /// once.
     pub async fn poll_once(&self) -> Result<bool, String> {
         let store = &self.api.store;
-        let package = self.seal.chain.package().to_string();
-        let cursor = match get(store, CURSOR_KEY)? {
+        let cursor = match get(store, &self.seal.keys.cursor())? {
             Some(v) => {
                 let c: CursorRecord = serde_json::from_value(v).map_err(|e| format!("the chain cursor does not decode: {e}"))?;
-                if c.package == package {
-                    Some(hex::decode(&c.cursor).map_err(|e| format!("the chain cursor does not decode: {e}"))?)
-                } else {
-                    tracing::warn!(old = %c.package, new = %package, "the package changed; reading its events from the beginning");
-                    None
-                }
+                Some(hex::decode(&c.cursor).map_err(|e| format!("the chain cursor does not decode: {e}"))?)
             }
             None => None,
         };
@@ -221,7 +246,21 @@ impl Follower {
         let page = self.seal.chain.list_events(cursor.as_deref(), PAGE).await.map_err(|e| e.to_string())?;
         let mut last = cursor;
         for ev in &page.events {
-            self.apply(ev).await?;
+            let key = ev.key();
+            let tries = {
+                let a = self.attempts.lock();
+                if a.0 == key { a.1 } else { 0 }
+            };
+            // An event that keeps failing is applied in its degraded form (recorded as failed,
+            // no taint) so one bad event cannot stop the stream behind it.
+            let degraded = tries + 1 >= MAX_ATTEMPTS;
+            if let Err(e) = self.apply(ev, degraded).await {
+                *self.attempts.lock() = (key.clone(), tries + 1);
+                return Err(format!("event {key} (attempt {} of {MAX_ATTEMPTS}): {e}", tries + 1));
+            }
+            if degraded {
+                tracing::error!(event = %key, "the event kept failing; it is recorded as failed and the stream moves on");
+            }
             last = Some(ev.cursor.clone());
             self.seal.metrics.events.fetch_add(1, Ordering::Relaxed);
             self.seal.metrics.checkpoint.store(ev.checkpoint, Ordering::Relaxed);
@@ -236,9 +275,8 @@ impl Follower {
     }
 
     fn cursor_op(&self, cursor: &[u8], event: Option<&ChainEvent>) -> RequestOp {
-        let rec =
-            CursorRecord { package: self.seal.chain.package().to_string(), cursor: hex::encode(cursor), event: event.map(ChainEvent::key) };
-        put(CURSOR_KEY.to_string(), &serde_json::to_value(rec).unwrap_or_default())
+        let rec = CursorRecord { cursor: hex::encode(cursor), event: event.map(ChainEvent::key) };
+        put(self.seal.keys.cursor(), &serde_json::to_value(rec).unwrap_or_default())
     }
 
     async fn commit(&self, ops: Vec<RequestOp>) -> Result<(), String> {
@@ -246,21 +284,36 @@ impl Follower {
         if r.succeeded { Ok(()) } else { Err("the store refused the chain transaction".into()) }
     }
 
-    async fn apply(&self, ev: &ChainEvent) -> Result<(), String> {
+    async fn apply(&self, ev: &ChainEvent, degraded: bool) -> Result<(), String> {
         let store = &self.api.store;
+        let keys = &self.seal.keys;
         let key = ev.key();
         let cursor = self.cursor_op(&ev.cursor, Some(ev));
         // The idempotency key: an event already applied only moves the cursor.
-        if get(store, &format!("{APPLIED}{key}"))?.is_some() || get(store, &format!("{REQUESTS}{key}"))?.is_some() {
+        if get(store, &keys.applied(&key))?.is_some() || get(store, &keys.request(&key))?.is_some() {
             tracing::debug!(event = %key, "already applied");
             return self.commit(vec![cursor]).await;
         }
-        let marker = put(format!("{APPLIED}{key}"), &json!({"checkpoint": ev.checkpoint, "type": ev.event_type}));
+        let marker = put(keys.applied(&key), &json!({"checkpoint": ev.checkpoint, "type": ev.event_type, "degraded": degraded}));
         match ev.decode(self.seal.chain.package()) {
             Err(e) if ev.event_type.ends_with(K8sApiRequest::MOVE_NAME) => {
                 let outcome = self.outcome(ev, None, "failed", 400, &format!("the request event does not decode: {}", e.0), None);
                 self.seal.metrics.requests_failed.fetch_add(1, Ordering::Relaxed);
-                self.commit(vec![cursor, put(format!("{REQUESTS}{key}"), &outcome)]).await
+                self.commit(vec![cursor, put(keys.request(&key), &outcome)]).await
+            }
+            // A damaged unstake or slash still names its stake and staker first: revoke.
+            Err(e)
+                if ev.event_type.ends_with(daas_chain::UnstakeEvent::MOVE_NAME)
+                    || ev.event_type.ends_with(daas_chain::SlashEvent::MOVE_NAME) =>
+            {
+                tracing::error!(event = %key, error = %e, "an unstake/slash event does not decode; revoking by its stake and staker");
+                let (Some(stake), Some(staker)) = (ev.contents.get(..32), ev.contents.get(32..64)) else {
+                    return self.commit(vec![cursor, marker]).await;
+                };
+                let (stake, staker) =
+                    (Address::new(stake.try_into().unwrap_or([0; 32])), Address::new(staker.try_into().unwrap_or([0; 32])));
+                let status = if ev.event_type.ends_with(daas_chain::SlashEvent::MOVE_NAME) { "slashed" } else { "unstaking" };
+                self.revoke(&staker, &stake, status, vec![cursor, marker], degraded).await
             }
             Err(e) => {
                 tracing::warn!(event = %key, r#type = %ev.event_type, error = %e, "skipping an event that does not decode");
@@ -275,50 +328,41 @@ impl Follower {
                     node_id: s.node_id.clone(),
                     status: "active".into(),
                 };
-                let entry = put(stake_key(&s.staker, &s.stake_id), &serde_json::to_value(idx).unwrap_or_default());
+                let entry = put(keys.stake(&s.staker, &s.stake_id), &serde_json::to_value(idx).unwrap_or_default());
                 self.commit(vec![cursor, marker, entry]).await
             }
-            Ok(Some(PackageEvent::Unstake(u))) => self.revoke(&u.staker, &u.stake_id, "unstaking", vec![cursor, marker]).await,
-            Ok(Some(PackageEvent::Slash(s))) => self.revoke(&s.staker, &s.stake_id, "slashed", vec![cursor, marker]).await,
-            Ok(Some(PackageEvent::Request(r))) => self.execute(ev, &r, cursor).await,
+            Ok(Some(PackageEvent::Unstake(u))) => self.revoke(&u.staker, &u.stake_id, "unstaking", vec![cursor, marker], degraded).await,
+            Ok(Some(PackageEvent::Slash(s))) => self.revoke(&s.staker, &s.stake_id, "slashed", vec![cursor, marker], degraded).await,
+            Ok(Some(PackageEvent::Request(r))) => self.execute(ev, &r, cursor, degraded).await,
         }
     }
 
     /// An unstake or slash: the staker's tokens stop working now; the node the stake backed is
     /// tainted for draining in the same transaction as the cursor.
-    async fn revoke(&self, staker: &Address, stake: &Address, status: &str, mut ops: Vec<RequestOp>) -> Result<(), String> {
-        self.seal.verifier.revoke_subject(&staker.to_string(), meta::now_unix());
+    async fn revoke(&self, staker: &Address, stake: &Address, status: &str, mut ops: Vec<RequestOp>, degraded: bool) -> Result<(), String> {
+        // Worker tokens of this stake end for good; the staker's tenant tokens end too (their
+        // tier may have dropped) and a new login reads the chain afresh.
+        self.seal.verifier.revoke_stake(&stake.to_string());
+        self.seal.verifier.revoke_tenant(&staker.to_string(), meta::now_unix());
         self.seal.metrics.revocations.fetch_add(1, Ordering::Relaxed);
-        let key = stake_key(staker, stake);
+        let keys = &self.seal.keys;
+        let key = keys.stake(staker, stake);
         let known: Option<IndexedStake> = get(&self.api.store, &key)?.and_then(|v| serde_json::from_value(v).ok());
-        let mut idx = match known {
-            Some(i) => i,
-            // A stake older than the stream we read: ask the chain which node it backed.
-            None => match self.seal.chain.stake_record(stake).await {
-                Ok(r) => IndexedStake {
-                    stake_id: stake.to_string(),
-                    staker: staker.to_string(),
-                    amount: r.amount,
-                    node_id: r.node_id,
-                    status: String::new(),
-                },
-                Err(daas_chain::ChainError::Unavailable(e)) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(%stake, error = %e, "the revoked stake cannot be read; no node to taint");
-                    IndexedStake {
-                        stake_id: stake.to_string(),
-                        staker: staker.to_string(),
-                        amount: 0,
-                        node_id: String::new(),
-                        status: String::new(),
-                    }
-                }
-            },
-        };
+        let mut idx = known.unwrap_or_else(|| IndexedStake {
+            stake_id: stake.to_string(),
+            staker: staker.to_string(),
+            amount: 0,
+            node_id: String::new(),
+            status: String::new(),
+        });
         idx.status = status.into();
         ops.push(put(key, &serde_json::to_value(&idx).unwrap_or_default()));
-        tracing::warn!(%staker, %stake, node = %idx.node_id, status, "stake revoked: the staker's tokens are revoked and its node is tainted");
-        if idx.node_id.is_empty() {
+        // Taint only the node this very stake admitted: anyone may stake for any node name,
+        // and another stake may back the same node.
+        let registered: Option<Value> = get(&self.api.store, &keys.node(&idx.node_id))?;
+        let backs = registered.as_ref().is_some_and(|r| r["stake_id"] == stake.to_string());
+        tracing::warn!(%staker, %stake, node = %idx.node_id, status, tainting = backs && !degraded, "stake revoked: its tokens are revoked");
+        if !backs || degraded || !crate::seal::valid_node_name(&idx.node_id) {
             return self.commit(ops).await;
         }
         self.taint(&idx.node_id, status, ops).await
@@ -327,7 +371,10 @@ impl Follower {
     async fn taint(&self, node: &str, why: &str, ops: Vec<RequestOp>) -> Result<(), String> {
         let path = format!("/api/v1/nodes/{node}");
         for _ in 0..5 {
-            let r = self.api.execute_as(follower_user(), "GET", &path, "application/json", Bytes::new()).await;
+            let r =
+                tokio::time::timeout(EXECUTE_TIMEOUT, self.api.execute_as(follower_user(), "GET", &path, "application/json", Bytes::new()))
+                    .await
+                    .map_err(|_| format!("reading node {node} took longer than {EXECUTE_TIMEOUT:?}"))?;
             if r.status() == StatusCode::NOT_FOUND {
                 tracing::info!(node, "no Node object to taint (the worker never joined)");
                 return self.commit(ops).await;
@@ -344,12 +391,15 @@ impl Follower {
             taints.push(json!({"key": STAKE_REVOKED_TAINT, "value": why, "effect": "NoExecute", "timeAdded": meta::now_rfc3339()}));
             let patch = json!({"metadata": {"resourceVersion": obj.pointer("/metadata/resourceVersion")}, "spec": {"taints": taints}});
             let rider = Rider::new(ops.clone());
-            let r = RIDER
-                .scope(
+            let r = tokio::time::timeout(
+                EXECUTE_TIMEOUT,
+                RIDER.scope(
                     rider.clone(),
                     self.api.execute_as(follower_user(), "PATCH", &path, "application/merge-patch+json", Bytes::from(patch.to_string())),
-                )
-                .await;
+                ),
+            )
+            .await
+            .map_err(|_| format!("tainting node {node} took longer than {EXECUTE_TIMEOUT:?}"))?;
             if rider.landed().is_some() {
                 return Ok(());
             }
@@ -362,17 +412,25 @@ impl Follower {
     }
 
     /// Runs an on-chain request as its sender and records the outcome.
-    async fn execute(&self, ev: &ChainEvent, req: &K8sApiRequest, cursor: RequestOp) -> Result<(), String> {
-        let key = format!("{REQUESTS}{}", ev.key());
+    async fn execute(&self, ev: &ChainEvent, req: &K8sApiRequest, cursor: RequestOp, degraded: bool) -> Result<(), String> {
+        let key = self.seal.keys.request(&ev.key());
         let user = sender_user(&self.api.store, &self.seal, &req.sender)?;
-        let fail = |code: u16, message: String| (code, message);
-        let prepared = check_request(req).map_err(|m| fail(400, m));
+        let prepared = if degraded {
+            Err((500, format!("the request failed {MAX_ATTEMPTS} times in a row (timeouts or store errors); it is not retried")))
+        } else {
+            check_request(req).map_err(|m| (400, m))
+        };
         let (code, message, object) = match prepared {
             Err((code, message)) => (code, message, None),
             Ok((content_type, body)) => {
                 let pending = self.outcome(ev, Some(&user), "applied", 0, "applied; the outcome is being recorded", None);
                 let rider = Rider::new(vec![cursor.clone(), put(key.clone(), &pending)]);
-                let r = RIDER.scope(rider.clone(), self.api.execute_as(user.clone(), &req.method, &req.path, content_type, body)).await;
+                let r = tokio::time::timeout(
+                    EXECUTE_TIMEOUT,
+                    RIDER.scope(rider.clone(), self.api.execute_as(user.clone(), &req.method, &req.path, content_type, body)),
+                )
+                .await
+                .map_err(|_| format!("the request took longer than {EXECUTE_TIMEOUT:?}"))?;
                 let (code, body) = read_response(r).await;
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let message = if v["kind"] == "Status" {
@@ -446,8 +504,17 @@ fn check_request(req: &K8sApiRequest) -> Result<(&'static str, Bytes), String> {
         return Err(format!("path {:?} is not a Kubernetes resource path (/api/… or /apis/…)", req.path));
     }
     let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
-    if form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "watch" && v != "false" && v != "0") {
-        return Err("a watch cannot be submitted on chain".into());
+    let method: axum::http::Method = req.method.parse().map_err(|_| format!("method {:?} is not valid", req.method))?;
+    let q = crate::k8s::request::parse_query(Some(query));
+    match crate::k8s::request::parse(&method, path, &q) {
+        Ok(Some(info)) if info.verb == "watch" => return Err("a watch cannot be submitted on chain".into()),
+        // One request, one write: a collection delete would commit item by item.
+        Ok(Some(info)) if info.verb == "deletecollection" => {
+            return Err("a collection delete cannot be submitted on chain; delete objects one by one".into());
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(format!("path {:?} is not a Kubernetes resource path", req.path)),
+        Err(e) => return Err(e.message),
     }
     let segments: Vec<&str> = path.split('/').collect();
     if let Some(i) = segments.iter().position(|s| *s == "namespaces")
@@ -479,8 +546,8 @@ async fn read_response(r: Response) -> (u16, Bytes) {
     (code, axum::body::to_bytes(r.into_body(), 8 * 1024 * 1024).await.unwrap_or_default())
 }
 
-/// `GET /api/v1/chain-requests/<digest>/<index>`.
-pub fn chain_request(store: &Store, rest: &str) -> Response {
+/// `GET /api/v1/chain-requests/<digest>/<index>`: for the request's sender and for admins.
+pub fn chain_request(store: &Store, keys: &Keys, user: &User, rest: &str) -> Response {
     let mut parts = rest.split('/');
     let (Some(digest), Some(index), None) = (parts.next(), parts.next(), parts.next()) else {
         return ApiError::new(404, "NotFound", "the path is /api/v1/chain-requests/<transaction digest>/<event index>").into_response();
@@ -488,14 +555,28 @@ pub fn chain_request(store: &Store, rest: &str) -> Response {
     if index.parse::<u32>().is_err() || digest.is_empty() || !digest.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return ApiError::bad_request("the path is /api/v1/chain-requests/<transaction digest (base58)>/<event index>").into_response();
     }
-    match get(store, &format!("{REQUESTS}{digest}/{index}")) {
-        Ok(Some(v)) => (StatusCode::OK, axum::Json(v)).into_response(),
-        Ok(None) => ApiError::new(
+    let not_found = || {
+        ApiError::new(
             404,
             "NotFound",
             format!("chain request {digest}/{index} has not been applied: the master has not read it (yet), or it is not a K8sAPIRequest of this package"),
         )
-        .into_response(),
+        .into_response()
+    };
+    match get(store, &keys.request(&format!("{digest}/{index}"))) {
+        Ok(Some(v)) => {
+            let admin = user.is_admin() || user.tier() == Some(crate::k8s::auth::Tier::Admin);
+            if admin || v["sender"].as_str() == Some(user.uid.as_str()) {
+                (StatusCode::OK, axum::Json(v)).into_response()
+            } else {
+                ApiError::forbidden(format!(
+                    "forbidden: User \"{}\" cannot get chain request {digest}/{index}: only its sender and admins read it",
+                    user.name
+                ))
+                .into_response()
+            }
+        }
+        Ok(None) => not_found(),
         Err(e) => ApiError::internal(e).into_response(),
     }
 }
@@ -528,6 +609,8 @@ mod tests {
             (req("TRACE", "/api/v1/pods", "", b""), "method"),
             (req("GET", "/healthz", "", b""), "not a Kubernetes resource path"),
             (req("GET", "/api/v1/pods?watch=true", "", b""), "watch"),
+            (req("GET", "/api/v1/watch/namespaces/a/pods", "", b""), "watch"),
+            (req("DELETE", "/api/v1/namespaces/a/configmaps", "", b""), "collection delete"),
             (req("POST", "/api/v1/namespaces/a/configmaps", "b", b"{}"), "namespace"),
             (req("POST", "/api/v1/namespaces/a/configmaps", "a", &[0xff, 0xfe]), "neither JSON nor YAML"),
             (req("POST", "/api/v1/namespaces/a/configmaps", "a", b"{unclosed"), "neither JSON nor YAML"),

@@ -57,6 +57,8 @@ pub struct Seal {
     pub chain_name: String,
     /// Wakes the chain follower (`POST /api/v1/sui-events`).
     pub wake: tokio::sync::Notify,
+    /// Where the chain follower keeps its state for this package.
+    pub keys: crate::chain::Keys,
     pub metrics: crate::chain::ChainMetrics,
 }
 
@@ -81,7 +83,7 @@ impl Seal {
     }
 
     /// `POST /api/v1/register-worker`.
-    pub async fn register_worker(&self, body: &[u8]) -> Response {
+    pub async fn register_worker(&self, store: &daas_store::Store, body: &[u8]) -> Response {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Req {
@@ -150,6 +152,16 @@ impl Seal {
             );
         }
         let tier = self.tiers.tier(stake.amount).unwrap_or("read");
+        // Which stake admitted the node: only its unstake or slash taints the node.
+        let record = json!({"stake_id": stake_id.to_string(), "staker": address.to_string(), "registered_at": t});
+        let put = daas_store::PutRequest {
+            key: bytes::Bytes::from(self.keys.node(&req.node_id)),
+            value: bytes::Bytes::from(record.to_string()),
+            ..Default::default()
+        };
+        if let Err(e) = store.put(put).await {
+            return refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("recording the registration failed: {e}"));
+        }
         let issued = self.issuer.issue(&address.to_string(), Some(&req.node_id), Some(&stake_id.to_string()), tier, t);
         tracing::info!(node = %req.node_id, staker = %address, stake = %stake_id, tier, "worker registered");
         (
@@ -189,7 +201,7 @@ impl Seal {
             Ok(a) => a,
             Err(e) => return refused(StatusCode::UNAUTHORIZED, "bad-signature", e.to_string()),
         };
-        let known = match crate::chain::stakes_of(store, &address) {
+        let known = match crate::chain::stakes_of(store, &self.keys, &address) {
             Ok(k) => k,
             Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
         };
@@ -233,33 +245,56 @@ impl Seal {
             .into_response()
     }
 
-    /// `POST /api/v1/nodes/heartbeat` with a worker's seal token: a fresh token with the same
-    /// claims, unless the stake behind it has gone (then 401, as for a revoked token).
-    pub fn heartbeat(&self, store: &daas_store::Store, token: &str) -> Response {
+    /// `POST /api/v1/nodes/heartbeat` with a worker's seal token: a fresh token for the same
+    /// node, with the tier the stake buys now, after reading the stake from the chain again. A
+    /// stake that is gone is a 401, as for a revoked token; a silent chain is a 503 (the old
+    /// token keeps working until it expires).
+    pub async fn heartbeat(&self, token: &str) -> Response {
         let t = crate::k8s::meta::now_unix();
         let claims = match self.verifier.verify(token, t) {
             Ok(c) => c,
             Err(e) => return refused(StatusCode::UNAUTHORIZED, "bad-token", e.to_string()),
         };
-        let Some(node) = claims.node.as_deref() else {
+        let (Some(node), Some(stake)) = (claims.node.as_deref(), claims.stake.as_deref()) else {
             return refused(StatusCode::FORBIDDEN, "not-a-worker", "heartbeats come from workers: use the token register-worker issued");
         };
-        if let (Ok(staker), Some(Ok(stake))) =
-            (claims.sub.parse::<daas_chain::Address>(), claims.stake.as_deref().map(str::parse::<daas_chain::Address>))
-            && let Ok(known) = crate::chain::stakes_of(store, &staker)
-            && let Some(s) = known.iter().find(|s| s.stake_id == stake.to_string())
-            && s.status != "active"
-        {
-            return refused(StatusCode::UNAUTHORIZED, "stake-revoked", format!("stake {stake} is {}", s.status));
+        let Ok(stake_id) = stake.parse::<daas_chain::Address>() else {
+            return refused(StatusCode::FORBIDDEN, "not-a-worker", "the token names no stake object");
+        };
+        let rec = match self.chain.stake_record(&stake_id).await {
+            Ok(r) => r,
+            Err(ChainError::Unavailable(e)) => {
+                return refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "chain-unavailable",
+                    format!(
+                        "{} did not answer, so the stake cannot be checked; the current token stays valid until it expires: {e}",
+                        self.chain_name
+                    ),
+                );
+            }
+            Err(e) => return refused(StatusCode::UNAUTHORIZED, "stake-revoked", format!("stake {stake_id}: {e}")),
+        };
+        if rec.staker.to_string() != claims.sub || rec.status != StakeStatus::Active || rec.node_id != node || rec.amount < self.min_stake {
+            self.verifier.revoke_stake(stake);
+            return refused(
+                StatusCode::UNAUTHORIZED,
+                "stake-revoked",
+                format!("stake {stake_id} is {} and holds {}; it no longer backs node {node}", rec.status.name(), rec.amount),
+            );
         }
-        let issued = self.issuer.issue(&claims.sub, Some(node), claims.stake.as_deref(), &claims.tier, t);
-        (StatusCode::OK, axum::Json(json!({"status": "ok", "node_id": node, "seal_token": issued.token, "expires_at": issued.claims.exp})))
+        let tier = self.tiers.tier(rec.amount).unwrap_or("read");
+        let issued = self.issuer.issue(&claims.sub, Some(node), Some(stake), tier, t);
+        (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ok", "node_id": node, "seal_token": issued.token, "expires_at": issued.claims.exp, "tier": tier})),
+        )
             .into_response()
     }
 }
 
 /// A Kubernetes node name: a DNS subdomain.
-fn valid_node_name(s: &str) -> bool {
+pub(crate) fn valid_node_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {

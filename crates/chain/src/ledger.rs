@@ -411,7 +411,7 @@ impl LedgerService for Service {
     async fn list_events(&self, request: tonic::Request<ListEventsRequest>) -> Result<tonic::Response<EventStream>, tonic::Status> {
         let req = request.into_inner();
         let options = req.options.unwrap_or_default();
-        if options.before.is_some() || options.ordering.is_some_and(|o| o != 0 && o != 1) {
+        if options.before.is_some() || options.ordering.is_some_and(|o| o != sui_rpc::proto::sui::rpc::v2::Ordering::Ascending as i32) {
             return Err(tonic::Status::unimplemented("the development ledger reads events in ascending order only"));
         }
         let limit = options.limit.unwrap_or(50).clamp(1, MAX_EVENT_PAGE) as usize;
@@ -436,11 +436,11 @@ impl LedgerService for Service {
         let mut reason = QueryEndReason::LedgerTip;
         while position < st.events.len() {
             let e = &st.events[position];
-            position += 1;
             if e.checkpoint >= end {
                 reason = QueryEndReason::CheckpointBound;
                 break;
             }
+            position += 1;
             if e.checkpoint < first || !filter_matches(req.filter.as_ref(), e)? {
                 continue;
             }

@@ -107,6 +107,10 @@ pub struct TokenVerifier {
     checked: RwLock<HashMap<Box<str>, Arc<Claims>>>,
     /// Subject → revocation time: tokens issued at or before it are revoked.
     revoked: RwLock<HashMap<String, u64>>,
+    /// Subject → revocation time for its tenant tokens (those without a node) only.
+    tenants_revoked: RwLock<HashMap<String, u64>>,
+    /// Stake objects whose worker tokens are revoked, whenever issued.
+    stakes_revoked: RwLock<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -117,7 +121,13 @@ impl std::fmt::Debug for TokenVerifier {
 
 impl TokenVerifier {
     pub fn new(public_key: [u8; 32]) -> TokenVerifier {
-        TokenVerifier { public_key, checked: RwLock::new(HashMap::new()), revoked: RwLock::new(HashMap::new()) }
+        TokenVerifier {
+            public_key,
+            checked: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(HashMap::new()),
+            tenants_revoked: RwLock::new(HashMap::new()),
+            stakes_revoked: RwLock::new(std::collections::HashSet::new()),
+        }
     }
 
     /// The claims of a valid token at `now`.
@@ -143,6 +153,21 @@ impl TokenVerifier {
         {
             return Err(TokenError::Revoked);
         }
+        match (&claims.node, &claims.stake) {
+            (Some(_), Some(stake)) => {
+                if self.stakes_revoked.read().contains(stake) {
+                    return Err(TokenError::Revoked);
+                }
+            }
+            (None, _) => {
+                if let Some(at) = self.tenants_revoked.read().get(&claims.sub)
+                    && claims.iat <= *at
+                {
+                    return Err(TokenError::Revoked);
+                }
+            }
+            (Some(_), None) => {}
+        }
         Ok(claims)
     }
 
@@ -150,6 +175,19 @@ impl TokenVerifier {
     /// later (after the subject staked again) stay good.
     pub fn revoke_subject(&self, sub: &str, at: u64) {
         let mut revoked = self.revoked.write();
+        let e = revoked.entry(sub.to_string()).or_insert(at);
+        *e = (*e).max(at);
+    }
+
+    /// Revokes every worker token backed by `stake` (an unstaked or slashed stake never backs
+    /// a node again).
+    pub fn revoke_stake(&self, stake: &str) {
+        self.stakes_revoked.write().insert(stake.to_string());
+    }
+
+    /// Revokes `sub`'s tenant tokens issued at or before `at`: its tier may have dropped.
+    pub fn revoke_tenant(&self, sub: &str, at: u64) {
+        let mut revoked = self.tenants_revoked.write();
         let e = revoked.entry(sub.to_string()).or_insert(at);
         *e = (*e).max(at);
     }
@@ -218,5 +256,21 @@ mod tests {
         assert!(verifier.verify(&other.token, 1501).is_ok());
         let fresh = issuer.issue("0xabc", Some("w"), None, "write", 1600);
         assert!(verifier.verify(&fresh.token, 1601).is_ok());
+    }
+
+    #[test]
+    fn a_revoked_stake_ends_its_workers_and_a_revoked_tenant_its_logins() {
+        let (issuer, verifier) = pair();
+        let w1 = issuer.issue("0xabc", Some("w1"), Some("0x1"), "write", 1000);
+        let w2 = issuer.issue("0xabc", Some("w2"), Some("0x2"), "write", 1000);
+        let tenant = issuer.issue("0xabc", None, None, "admin", 1000);
+        verifier.revoke_stake("0x1");
+        assert_eq!(verifier.verify(&w1.token, 1001), Err(TokenError::Revoked));
+        assert!(verifier.verify(&w2.token, 1001).is_ok(), "the staker's other stake still backs its node");
+        assert!(verifier.verify(&tenant.token, 1001).is_ok());
+        verifier.revoke_tenant("0xabc", 1000);
+        assert_eq!(verifier.verify(&tenant.token, 1001), Err(TokenError::Revoked));
+        assert!(verifier.verify(&w2.token, 1001).is_ok());
+        assert!(verifier.verify(&issuer.issue("0xabc", None, None, "read", 1001).token, 1002).is_ok(), "a later login");
     }
 }

@@ -71,10 +71,15 @@ pub async fn run(a: LoginArgs) -> anyhow::Result<()> {
             use std::io::Write as _;
             use std::os::unix::fs::OpenOptionsExt as _;
             let text = daas_attest::kubeconfig(server, &att.ca_der, Some(token));
+            // A file that exists keeps its mode on open: start afresh so the token is 0600.
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("replacing {}", path.display())),
+            }
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o600)
                 .open(path)
                 .with_context(|| format!("writing {}", path.display()))?;

@@ -270,6 +270,7 @@ async fn start_chain(
         tiers: daas_apiserver::seal::TierThresholds { read, write, admin },
         chain_name,
         wake: tokio::sync::Notify::new(),
+        keys: daas_apiserver::chain::Keys::new(&package),
         metrics: Default::default(),
     }))
 }

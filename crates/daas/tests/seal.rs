@@ -222,14 +222,33 @@ fn heartbeats_refresh_tokens_and_an_unstake_or_a_slash_revokes_them() {
     assert_eq!(works(&t2), 200);
     assert!(node_taints(&s, "worker-2").is_empty());
 
-    // An unstake by the staker does the same.
-    daas(&["dev", "unstake", "--data-dir", data_dir.to_str().unwrap(), "--key", k2_file.to_str().unwrap(), "--stake", &s2]).ok();
+    // Anyone may stake naming any node, but only the stake that admitted a node taints it.
+    let (k3_file, _) = keygen(dir.path(), "w3.key");
+    let squatter = dev_stake(&data_dir, &k3_file, "worker-2", "1000");
+    daas(&["dev", "unstake", "--data-dir", data_dir.to_str().unwrap(), "--key", k3_file.to_str().unwrap(), "--stake", &squatter]).ok();
     curl(&s, "POST", "/api/v1/sui-events", None, &[]);
-    eventually(Duration::from_secs(10), "the unstaked worker's token is revoked", || (works(&t2) == 401).then_some(()));
-    assert!(node_taints(&s, "worker-2").iter().any(|t| t["key"] == "k3s-daas.io/stake-revoked" && t["value"] == "unstaking"));
-    let metrics = s.kubectl(&["get", "--raw", "/metrics"]).ok();
-    assert!(metrics.contains("daas_chain_revocations_total 2"), "{metrics}");
-    assert!(metrics.contains("daas_chain_events_applied_total 4"), "two stakes, a slash and an unstake");
+    eventually(Duration::from_secs(10), "the squatter's unstake is applied", || {
+        s.kubectl(&["get", "--raw", "/metrics"]).ok().contains("daas_chain_events_applied_total 5").then_some(())
+    });
+    assert!(node_taints(&s, "worker-2").is_empty(), "another stake's unstake does not taint worker-2");
+    assert_eq!(works(&t2), 200);
+
+    // An unstake by the staker: the next heartbeat reads the chain and refuses at once, before
+    // the master's next poll (30 s away); the event then taints the node.
+    daas(&["dev", "unstake", "--data-dir", data_dir.to_str().unwrap(), "--key", k2_file.to_str().unwrap(), "--stake", &s2]).ok();
+    let (code, r) = curl(&s, "POST", "/api/v1/nodes/heartbeat", Some(&json!({})), &[&format!("X-Seal-Token: {t2}")]);
+    assert_eq!((code, r["reason"].as_str()), (401, Some("stake-revoked")), "{r}");
+    assert_eq!(works(&t2), 401);
+    curl(&s, "POST", "/api/v1/sui-events", None, &[]);
+    eventually(Duration::from_secs(10), "worker-2 is tainted", || {
+        node_taints(&s, "worker-2").iter().any(|t| t["key"] == "k3s-daas.io/stake-revoked" && t["value"] == "unstaking").then_some(())
+    });
+    // Three stakes, a slash and two unstakes; the counters move just after the taint lands.
+    let metrics = eventually(Duration::from_secs(5), "the counters", || {
+        let m = s.kubectl(&["get", "--raw", "/metrics"]).ok();
+        m.contains("daas_chain_events_applied_total 6").then_some(m)
+    });
+    assert!(metrics.contains("daas_chain_revocations_total 3"), "{metrics}");
 }
 
 fn chain_request(s: &Server, id: &str) -> Option<Value> {
@@ -252,7 +271,7 @@ fn on_chain_requests_run_once_as_their_sender_even_across_a_crash() {
     let s = Server::start_k8s_in(&data_dir, &args);
     let (tenant_file, tenant) = keygen(dir.path(), "tenant.key");
     let (poor_file, poor) = keygen(dir.path(), "poor.key");
-    dev_stake(&data_dir, &tenant_file, "tenant-a", "5000");
+    let tenant_stake = dev_stake(&data_dir, &tenant_file, "tenant-a", "5000");
     // generateName: were the request applied twice, there would be two objects.
     let cm = dir.path().join("cm.yaml");
     std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: chain-\n  namespace: default\ndata:\n  from: chain\n")
@@ -287,6 +306,18 @@ fn on_chain_requests_run_once_as_their_sender_even_across_a_crash() {
     let unknown = s.kubectl(&["get", "--raw", "/api/v1/chain-requests/11111111111111111111111111111111/0"]);
     assert_ne!(unknown.code, Some(0));
     assert!(unknown.stderr.contains("NotFound") || unknown.stderr.contains("not found"), "{}", unknown.stderr);
+
+    // An outcome is for its sender (and admins): another staker's token is refused.
+    let (_, own) = register(&s, &tenant, "tenant-a", &tenant_stake);
+    let own = own["seal_token"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/chain-requests/{id}");
+    let (code, mine) = curl(&s, "GET", &path, None, &[&format!("Authorization: Bearer {own}")]);
+    assert_eq!((code, &mine), (200, &done));
+    let (other_file, other) = keygen(dir.path(), "other.key");
+    let other_stake = dev_stake(&data_dir, &other_file, "other-node", "5000");
+    let (_, o) = register(&s, &other, "other-node", &other_stake);
+    let (code, r) = curl(&s, "GET", &path, None, &[&format!("Authorization: Bearer {}", o["seal_token"].as_str().unwrap())]);
+    assert_eq!(code, 403, "{r}");
 
     // SIGKILL and start again: the cursor is in the store, so nothing is applied twice.
     s.crash();

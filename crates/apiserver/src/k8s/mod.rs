@@ -241,7 +241,7 @@ impl Api {
                 ("GET", "/api/v1/challenge") => return seal.challenge(q.get("purpose").map(String::as_str)),
                 ("POST", "/api/v1/register-worker") => {
                     return match axum::body::to_bytes(body, 64 * 1024).await {
-                        Ok(b) => seal.register_worker(&b).await,
+                        Ok(b) => seal.register_worker(&self.store, &b).await,
                         Err(_) => ApiError::too_large("the request body exceeds 64 KiB").into_response(),
                     };
                 }
@@ -275,7 +275,7 @@ impl Api {
         if let Some(seal) = &self.seal {
             if parts.method == axum::http::Method::POST && path == "/api/v1/nodes/heartbeat" {
                 return match (&user.token, user.method) {
-                    (Some(token), "seal") => seal.heartbeat(&self.store, token),
+                    (Some(token), "seal") => seal.heartbeat(token).await,
                     _ => ApiError::forbidden(format!(
                         "forbidden: User \"{}\" cannot send heartbeats: they come from workers, with the seal token register-worker issued",
                         user.name
@@ -286,7 +286,7 @@ impl Api {
             if parts.method == axum::http::Method::GET
                 && let Some(rest) = path.strip_prefix("/api/v1/chain-requests/")
             {
-                return crate::chain::chain_request(&self.store, rest);
+                return crate::chain::chain_request(&self.store, &seal.keys, &user, rest);
             }
         }
         match path.as_str() {
