@@ -117,6 +117,11 @@ pub struct ServerSettings {
     /// /api/v1/sui-events` asks it to read at once [default: 1s]
     #[arg(long, env = "DAAS_SUI_POLL_INTERVAL")]
     pub sui_poll_interval: Option<String>,
+    /// Controllers to run, in kube-controller-manager's syntax: `*` for all, `-name` to leave
+    /// one out (`*,-deployment`), empty for none; names: scheduler, replicaset, deployment
+    /// [default: *]
+    #[arg(long, env = "DAAS_CONTROLLERS", allow_hyphen_values = true)]
+    pub controllers: Option<String>,
 }
 
 impl ServerSettings {
@@ -158,7 +163,8 @@ impl ServerSettings {
             min_stake,
             stake_tiers,
             seal_token_ttl,
-            sui_poll_interval
+            sui_poll_interval,
+            controllers
         )
     }
 }
@@ -199,6 +205,8 @@ pub struct ServerConfig {
     pub stake_tiers: [u64; 3],
     pub seal_token_ttl: Duration,
     pub sui_poll_interval: Duration,
+    /// The controllers that run (empty: none).
+    pub controllers: Vec<String>,
     pub kubernetes_api: bool,
 }
 
@@ -407,6 +415,10 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
             }
         },
     };
+    let controllers = daas_controllers::parse_controllers(s.controllers.as_deref().unwrap_or("*")).unwrap_or_else(|e| {
+        errors.push(format!("controllers: {e}"));
+        Vec::new()
+    });
     let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
     let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
     let kek_file = s.kek_file.as_deref().map(PathBuf::from);
@@ -474,6 +486,7 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         stake_tiers,
         seal_token_ttl,
         sui_poll_interval,
+        controllers,
         kubernetes_api: !s.disable_kubernetes_api.unwrap_or(false),
     })
 }

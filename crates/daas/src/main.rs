@@ -9,6 +9,7 @@ mod bench;
 mod bench_k8s;
 mod config;
 mod dev;
+mod inproc;
 mod login;
 mod server;
 

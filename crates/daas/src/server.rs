@@ -182,6 +182,19 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         if let Some(seal) = &seal {
             daas_apiserver::chain::Follower::new(api.clone(), seal.clone(), cfg.sui_poll_interval).spawn(follower_stop.clone());
         }
+        if !cfg.controllers.is_empty() {
+            let client = crate::inproc::client(api.clone(), "system:kube-controller-manager");
+            let mut id = [0u8; 6];
+            rand_fill(&mut id);
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "daas".into());
+            let ccfg = daas_controllers::Config {
+                enabled: cfg.controllers.clone(),
+                identity: format!("{host}_{}", hex::encode(id)),
+                lease_duration: std::time::Duration::from_secs(15),
+                renew_period: std::time::Duration::from_secs(2),
+            };
+            tokio::spawn(daas_controllers::run(client, ccfg, follower_stop.clone()));
+        }
         write_admin_kubeconfig(&cfg.write_kubeconfig, &pki, &local_url)?;
     } else {
         tracing::info!("the Kubernetes API is disabled (--disable-kubernetes-api)");
@@ -273,6 +286,14 @@ async fn start_chain(
         keys: daas_apiserver::chain::Keys::new(&package),
         metrics: Default::default(),
     }))
+}
+
+/// Random bytes for identities that only need to be unique.
+fn rand_fill(b: &mut [u8]) {
+    use std::io::Read as _;
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(b);
+    }
 }
 
 /// Writes a kubeconfig with a fresh `system:admin` (group `system:masters`) client

@@ -1,0 +1,236 @@
+//! The ReplicaSet controller: keeps `spec.replicas` active pods for each ReplicaSet, adopting
+//! orphans its selector matches and releasing pods that stopped matching, and reports status
+//! (replicas, fullyLabeled, ready, available, observedGeneration).
+//!
+//! Creations go out in slow-start batches (1, 2, 4, … at most 500 per pass, as
+//! kube-controller-manager's burst), and the controller waits until its cache shows what it
+//! asked for (expectations) before it counts again, so a slow watch never doubles a
+//! ReplicaSet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, ResourceExt as _};
+use serde_json::json;
+
+use crate::util::{Expectations, controller_of, controller_ref, is_pod_active, is_pod_available, is_pod_ready, selector_matches};
+
+/// Most pods one pass creates or deletes.
+const BURST: usize = 500;
+/// API calls in flight at once within a pass.
+const IN_FLIGHT: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+pub struct Ctx {
+    pub client: Client,
+    pub pods: Store<Pod>,
+    pub expectations: Expectations,
+}
+
+/// Runs the controller until the returned future is dropped.
+pub async fn run(client: Client, pods: Store<Pod>, pod_events: impl futures::Stream<Item = Arc<Pod>> + Send + 'static) {
+    let ctx = Arc::new(Ctx { client: client.clone(), pods, expectations: Expectations::default() });
+    Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default())
+        .owns_shared_stream(pod_events)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "replicaset controller");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_rs: Arc<ReplicaSet>, e: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(error = %e, "replicaset: will retry");
+    Action::requeue(Duration::from_secs(1))
+}
+
+/// The order in which surplus pods go, as kube-controller-manager ranks them: unscheduled
+/// before scheduled, pending before running, not ready before ready, newer before older.
+fn deletion_rank(p: &Pod) -> (bool, u8, bool, std::cmp::Reverse<Option<k8s_openapi::jiff::Timestamp>>) {
+    let scheduled = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+    let phase = match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Pending") | None => 0,
+        Some("Unknown") => 1,
+        _ => 2,
+    };
+    (scheduled, phase, is_pod_ready(p), std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0)))
+}
+
+async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let ns = rs.namespace().unwrap_or_default();
+    let uid = rs.uid().unwrap_or_default();
+    if rs.metadata.deletion_timestamp.is_some() {
+        ctx.expectations.forget(&uid);
+        return Ok(Action::await_change());
+    }
+    let spec = rs.spec.clone().unwrap_or_default();
+    let selector = spec.selector.clone();
+    let in_ns: Vec<Arc<Pod>> = ctx.pods.state_filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()));
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+
+    // Adopt orphans the selector matches; release pods that no longer match.
+    let mut owned: Vec<Arc<Pod>> = Vec::new();
+    for p in &in_ns {
+        let matches = selector_matches(Some(&selector), p.metadata.labels.as_ref());
+        match controller_of(&p.metadata) {
+            Some(o) if o.uid == uid => {
+                if matches {
+                    owned.push(p.clone());
+                } else {
+                    let refs: Vec<_> = p.owner_references().iter().filter(|o| o.uid != uid).cloned().collect();
+                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": p.uid()}});
+                    pods_api.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                }
+            }
+            None if matches && is_pod_active(p) && !selector_is_empty(&selector) => {
+                let mut refs = p.owner_references().to_vec();
+                refs.push(controller_ref(rs.as_ref()));
+                // The uid precondition: adopt exactly the pod we saw.
+                let patch = json!({"metadata": {"ownerReferences": refs, "uid": p.uid()}});
+                match pods_api.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(adopted) => owned.push(Arc::new(adopted)),
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let present = |name: &str| in_ns.iter().any(|p| p.metadata.name.as_deref() == Some(name));
+    let terminating =
+        |name: &str| in_ns.iter().any(|p| p.metadata.name.as_deref() == Some(name) && p.metadata.deletion_timestamp.is_some());
+    let settled = ctx.expectations.satisfied(&uid, present, terminating);
+    let mut active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_pod_active(p)).cloned().collect();
+    let want = usize::try_from(spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
+
+    if settled && active.len() < want {
+        let need = (want - active.len()).min(BURST);
+        let created = create_slow_start(&rs, &pods_api, need).await;
+        for p in &created {
+            ctx.expectations.expect_add(&uid, p.name_any());
+        }
+        active.extend(created.into_iter().map(Arc::new));
+    } else if settled && active.len() > want {
+        let surplus = (active.len() - want).min(BURST);
+        active.sort_by_key(|p| deletion_rank(p));
+        let victims: Vec<Arc<Pod>> = active.drain(..surplus).collect();
+        for p in &victims {
+            ctx.expectations.expect_delete(&uid, p.name_any());
+        }
+        let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
+        let results: Vec<Result<(), kube::Error>> = futures::stream::iter(names.into_iter().map(|name| {
+            let api = pods_api.clone();
+            async move {
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        }))
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    }
+
+    // Status, from what this pass saw and did.
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let min_ready = Duration::from_secs(u64::try_from(spec.min_ready_seconds.unwrap_or(0).max(0)).unwrap_or(0));
+    let template_labels = spec.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+    let fully_labeled =
+        active.iter().filter(|p| template_labels.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))).count();
+    let ready = active.iter().filter(|p| is_pod_ready(p)).count();
+    let available = active.iter().filter(|p| is_pod_available(p, min_ready, now)).count();
+    let status = json!({
+        "replicas": active.len(),
+        "fullyLabeledReplicas": fully_labeled,
+        "readyReplicas": ready,
+        "availableReplicas": available,
+        "observedGeneration": rs.metadata.generation,
+    });
+    let old = rs.status.as_ref().map(|s| {
+        json!({
+            "replicas": s.replicas,
+            "fullyLabeledReplicas": s.fully_labeled_replicas.unwrap_or(0),
+            "readyReplicas": s.ready_replicas.unwrap_or(0),
+            "availableReplicas": s.available_replicas.unwrap_or(0),
+            "observedGeneration": s.observed_generation,
+        })
+    });
+    if old.as_ref() != Some(&status) {
+        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+        match api.patch_status(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Pods that are ready but not yet available become available by time alone.
+    if ready > available && !min_ready.is_zero() {
+        return Ok(Action::requeue(min_ready));
+    }
+    if !settled || active.len() != want {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    Ok(Action::await_change())
+}
+
+fn selector_is_empty(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> bool {
+    s.match_labels.as_ref().is_none_or(|m| m.is_empty()) && s.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+}
+
+/// Creates up to `need` pods in doubling batches; stops at the first batch with an error.
+async fn create_slow_start(rs: &ReplicaSet, api: &Api<Pod>, need: usize) -> Vec<Pod> {
+    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let meta = template.metadata.unwrap_or_default();
+    let pod = Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", rs.name_any())),
+            namespace: rs.namespace(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            owner_references: Some(vec![controller_ref(rs)]),
+            ..Default::default()
+        },
+        spec: template.spec,
+        status: None,
+    };
+    let mut created = Vec::with_capacity(need);
+    let mut batch = 1usize;
+    while created.len() < need {
+        let n = batch.min(need - created.len());
+        let pp = PostParams::default();
+        let results: Vec<Result<Pod, kube::Error>> =
+            futures::stream::iter((0..n).map(|_| api.create(&pp, &pod))).buffer_unordered(IN_FLIGHT).collect().await;
+        let mut failed = None;
+        for r in results {
+            match r {
+                Ok(p) => created.push(p),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            tracing::warn!(replicaset = %crate::util::key(&rs.metadata), error = %e, "creating pods failed; will retry");
+            break;
+        }
+        batch *= 2;
+    }
+    created
+}
