@@ -35,6 +35,24 @@ impl Default for Capacity {
     }
 }
 
+/// How hollow nodes behave.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub capacity: Capacity,
+    pub labels: BTreeMap<String, String>,
+    /// How often each renews its Lease and Ready condition.
+    pub heartbeat: Duration,
+    /// Report bound pods as Running and Ready (off: pods stay Pending once bound, for load
+    /// tools that measure the scheduler alone).
+    pub report_pods: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { capacity: Capacity::default(), labels: BTreeMap::new(), heartbeat: Duration::from_secs(10), report_pods: true }
+    }
+}
+
 /// Running hollow nodes; dropping it stops them.
 pub struct HollowNodes {
     names: Vec<String>,
@@ -72,15 +90,9 @@ fn ready_status(name: &str, cap: &Capacity, now: &str) -> serde_json::Value {
 }
 
 impl HollowNodes {
-    /// Registers `names` as hollow nodes with `labels` and starts their heartbeats (every
-    /// `heartbeat`) and pod reporting.
-    pub async fn start(
-        client: Client,
-        names: Vec<String>,
-        capacity: Capacity,
-        labels: BTreeMap<String, String>,
-        heartbeat: Duration,
-    ) -> Result<HollowNodes, kube::Error> {
+    /// Registers `names` as hollow nodes and starts their heartbeats and pod reporting.
+    pub async fn start(client: Client, names: Vec<String>, opts: Options) -> Result<HollowNodes, kube::Error> {
+        let Options { capacity, labels, heartbeat, report_pods } = opts;
         let nodes: Api<Node> = Api::all(client.clone());
         let now = Timestamp::now().to_string();
         for name in &names {
@@ -128,7 +140,7 @@ impl HollowNodes {
         for name in &names {
             let _ = beat(&client, name, &capacity, heartbeat).await;
         }
-        {
+        if report_pods {
             let (client, mine, paused) = (client.clone(), names.iter().cloned().collect::<HashSet<String>>(), paused.clone());
             tasks.push(tokio::spawn(async move {
                 let pods: Api<Pod> = Api::all(client.clone());

@@ -6,7 +6,8 @@
 //!   server cannot hide behind clients that stopped sending), plus a few watchers;
 //! - `pods`: creates N pods, then times full lists (JSON, Table, and 500-item pages as kubectl
 //!   reads them);
-//! - `watch`: opens many watches, creates objects, and checks every watcher saw every event.
+//! - `watch`: opens many watches, creates objects, and checks every watcher saw every event;
+//! - `schedule`: hollow nodes and a large Deployment, timed until every pod is bound.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub enum K8sBench {
     Pods(Pods),
     /// Many concurrent watches; checks every watcher receives every event
     Watch(Watch),
+    /// N hollow (simulated) nodes and an R-replica Deployment: time until every pod is bound
+    Schedule(crate::bench_sched::Schedule),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -103,6 +106,7 @@ pub async fn run(cmd: K8sBench) -> anyhow::Result<()> {
         K8sBench::Mixed(m) => mixed(m).await,
         K8sBench::Pods(p) => pods(p).await,
         K8sBench::Watch(w) => watch(w).await,
+        K8sBench::Schedule(s) => crate::bench_sched::run(s).await,
     }
 }
 

@@ -7,6 +7,7 @@
 mod attest;
 mod bench;
 mod bench_k8s;
+mod bench_sched;
 mod config;
 mod dev;
 mod inproc;

@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use daas_controllers::sim::{Capacity, HollowNodes};
+use daas_controllers::sim::{Capacity, HollowNodes, Options};
 use serde_json::Value;
 
 async fn client(s: &Server) -> kube::Client {
@@ -20,8 +20,9 @@ async fn client(s: &Server) -> kube::Client {
 
 async fn hollow(s: &Server, n: usize, cpu: &str) -> HollowNodes {
     let names = (1..=n).map(|i| format!("node-{i}")).collect();
-    let cap = Capacity { cpu: cpu.into(), ..Default::default() };
-    HollowNodes::start(client(s).await, names, cap, BTreeMap::new(), Duration::from_secs(5)).await.unwrap()
+    let opts =
+        Options { capacity: Capacity { cpu: cpu.into(), ..Default::default() }, heartbeat: Duration::from_secs(5), ..Default::default() };
+    HollowNodes::start(client(s).await, names, opts).await.unwrap()
 }
 
 fn kubectl(s: &Server, args: &[&str]) -> String {
