@@ -5,11 +5,15 @@
 //! run the same controller at once.
 #![forbid(unsafe_code)]
 
+pub mod daemonset;
 pub mod deployment;
+pub mod job;
 pub mod leader;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod scheduler;
 pub mod sim;
+pub mod statefulset;
 pub mod util;
 
 use std::sync::Arc;
@@ -17,12 +21,13 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use kube::{Api, Client};
 
 /// Every controller, by the name `--controllers` uses.
-pub const ALL: &[&str] = &["scheduler", "replicaset", "deployment"];
+pub const ALL: &[&str] = &["scheduler", "replicaset", "deployment", "nodelifecycle", "job", "daemonset", "statefulset"];
 
 /// What runs and how.
 #[derive(Debug, Clone)]
@@ -33,6 +38,7 @@ pub struct Config {
     pub identity: String,
     pub lease_duration: Duration,
     pub renew_period: Duration,
+    pub nodes: nodelifecycle::Settings,
 }
 
 impl Config {
@@ -126,6 +132,9 @@ async fn run_manager(client: Client, cfg: Config) {
     // One watch of pods, shared by every controller that follows pods.
     let (pods, writer) = reflector::store_shared::<Pod>(8192);
     let rs_pods = if cfg.enabled("replicaset") { writer.subscribe() } else { None };
+    let job_pods = if cfg.enabled("job") { writer.subscribe() } else { None };
+    let ds_pods = if cfg.enabled("daemonset") { writer.subscribe() } else { None };
+    let sts_pods = if cfg.enabled("statefulset") { writer.subscribe() } else { None };
     let pod_watch =
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().reflect_shared(writer).for_each(|ev| {
             if let Err(e) = ev {
@@ -154,7 +163,40 @@ async fn run_manager(client: Client, cfg: Config) {
             deployment::run(client.clone(), replicasets.clone(), sub).await;
         }
     };
-    tokio::join!(pod_watch, rs_watch, rs, deployments);
+    // One watch of nodes too.
+    let (nodes, node_writer) = reflector::store_shared::<Node>(1024);
+    let ds_nodes = if cfg.enabled("daemonset") { node_writer.subscribe() } else { None };
+    let node_watch = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect_shared(node_writer)
+        .for_each(|ev| {
+            if let Err(e) = ev {
+                tracing::debug!(error = %e, "node watch");
+            }
+            futures::future::ready(())
+        });
+    let lifecycle = async {
+        if cfg.enabled("nodelifecycle") {
+            let (leases, leases_watch) = cache::<Lease>(client.clone(), Arc::new(tokio::sync::Notify::new()));
+            tokio::join!(leases_watch, nodelifecycle::run(client.clone(), nodes.clone(), leases, pods.clone(), cfg.nodes.clone()));
+        }
+    };
+    let daemonsets = async {
+        if let (Some(p), Some(n)) = (ds_pods, ds_nodes) {
+            daemonset::run(client.clone(), pods.clone(), p, nodes.clone(), n).await;
+        }
+    };
+    let statefulsets = async {
+        if let Some(sub) = sts_pods {
+            statefulset::run(client.clone(), pods.clone(), sub).await;
+        }
+    };
+    let jobs = async {
+        if let Some(sub) = job_pods {
+            job::run(client.clone(), pods.clone(), sub).await;
+        }
+    };
+    tokio::join!(pod_watch, rs_watch, node_watch, rs, deployments, lifecycle, jobs, daemonsets, statefulsets);
 }
 
 #[cfg(test)]
@@ -165,7 +207,10 @@ mod tests {
     #[test]
     fn controllers_are_chosen_as_kube_controller_manager_does() {
         assert_eq!(parse_controllers("*").unwrap(), ALL);
-        assert_eq!(parse_controllers("*,-scheduler").unwrap(), vec!["replicaset", "deployment"]);
+        assert_eq!(
+            parse_controllers("*,-scheduler").unwrap(),
+            vec!["replicaset", "deployment", "nodelifecycle", "job", "daemonset", "statefulset"]
+        );
         assert_eq!(parse_controllers("scheduler").unwrap(), vec!["scheduler"]);
         assert!(parse_controllers("*,-nope").unwrap_err().contains("unknown controller \"nope\""));
     }

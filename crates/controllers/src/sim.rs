@@ -3,6 +3,11 @@
 //! kube-node-lease and its Ready condition, and reports the pods bound to it as Running and
 //! Ready without running anything; pods being deleted are finished at once. Pausing a node
 //! stops all of that, as if its machine had died.
+//!
+//! SIMULATED exits, for tests of controllers that wait for pods to finish (Jobs): a pod
+//! annotated [`SIMULATE_EXIT`] with an exit code N is reported Running, then about 200 ms
+//! later finished — phase Succeeded if N is 0, else Failed — with every container terminated
+//! with exit code N. The restart policy is not simulated: the pod finishes whatever it says.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -20,6 +25,11 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 pub const SIMULATED_LABEL: &str = "k3s-daas.io/simulated";
+/// SIMULATION: the exit code a hollow node makes a pod's containers exit with, ~200 ms after
+/// it reports them running (value: an integer; anything else is ignored).
+pub const SIMULATE_EXIT: &str = "k3s-daas.io/simulate-exit";
+/// How long a pod with [`SIMULATE_EXIT`] runs.
+const SIMULATED_RUN: Duration = Duration::from_millis(200);
 
 /// What each hollow node offers.
 #[derive(Debug, Clone)]
@@ -153,9 +163,9 @@ impl HollowNodes {
                         continue;
                     }
                     n = n.wrapping_add(1);
-                    let client = client.clone();
+                    let (client, paused) = (client.clone(), paused.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = report(&client, &pod, &node, n).await {
+                        if let Err(e) = report(&client, &pod, &node, n, &paused).await {
                             tracing::debug!(pod = %pod.name_any(), error = %e, "hollow node pod report");
                         }
                     });
@@ -205,8 +215,9 @@ async fn beat(client: &Client, name: &str, cap: &Capacity, every: Duration) -> R
     Ok(())
 }
 
-/// Reports a pod bound to a hollow node: Running and Ready, or gone when it is being deleted.
-async fn report(client: &Client, pod: &Pod, node: &str, n: u32) -> Result<(), kube::Error> {
+/// Reports a pod bound to a hollow node: Running and Ready, or gone when it is being deleted;
+/// a pod with [`SIMULATE_EXIT`] then finishes.
+async fn report(client: &Client, pod: &Pod, node: &str, n: u32, paused: &Mutex<HashSet<String>>) -> Result<(), kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     if pod.metadata.deletion_timestamp.is_some() {
         return match api.delete(&pod.name_any(), &DeleteParams::default().grace_period(0)).await {
@@ -244,7 +255,50 @@ async fn report(client: &Client, pod: &Pod, node: &str, n: u32) -> Result<(), ku
         "podIP": format!("10.42.{}.{}", (n >> 8) & 0xff, n & 0xff),
         "startTime": now,
     }});
-    let _ = node;
+    match api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let Some(code) = pod.annotations().get(SIMULATE_EXIT).and_then(|v| v.trim().parse::<i32>().ok()) else {
+        return Ok(());
+    };
+    tokio::time::sleep(SIMULATED_RUN).await;
+    if paused.lock().contains(node) {
+        return Ok(());
+    }
+    simulate_exit(&api, pod, code, &now).await
+}
+
+/// SIMULATION: the pod's containers exit with `code` (started at `started`), as a kubelet
+/// reports a finished pod: phase Succeeded or Failed, not Ready.
+async fn simulate_exit(api: &Api<Pod>, pod: &Pod, code: i32, started: &str) -> Result<(), kube::Error> {
+    let now = Timestamp::now().to_string();
+    let reason = if code == 0 { "Completed" } else { "Error" };
+    let done = |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": now});
+    let stopped = |t: &str| json!({"type": t, "status": "False", "reason": "PodCompleted", "lastTransitionTime": now});
+    let statuses: Vec<serde_json::Value> = pod
+        .spec
+        .as_ref()
+        .map(|s| {
+            s.containers
+                .iter()
+                .map(|c| {
+                    json!({
+                        "name": c.name, "image": c.image.clone().unwrap_or_default(), "imageID": "", "ready": false, "started": false,
+                        "restartCount": 0,
+                        "state": {"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now}},
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let status = json!({"status": {
+        "phase": if code == 0 { "Succeeded" } else { "Failed" },
+        "conditions": [done("PodScheduled"), done("Initialized"), stopped("ContainersReady"), stopped("Ready")],
+        "containerStatuses": statuses,
+    }});
+    tracing::debug!(pod = %pod.name_any(), code, "hollow node: SIMULATED exit");
     match api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),

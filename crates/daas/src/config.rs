@@ -122,6 +122,13 @@ pub struct ServerSettings {
     /// [default: *]
     #[arg(long, env = "DAAS_CONTROLLERS", allow_hyphen_values = true)]
     pub controllers: Option<String>,
+    /// Silence after which a node is marked Unknown and tainted unreachable [default: 40s]
+    #[arg(long, env = "DAAS_NODE_MONITOR_GRACE_PERIOD")]
+    pub node_monitor_grace_period: Option<String>,
+    /// tolerationSeconds every pod gets for node.kubernetes.io/unreachable and /not-ready
+    /// unless it says otherwise: how long its pods stay on a failed node [default: 300]
+    #[arg(long, env = "DAAS_DEFAULT_UNREACHABLE_TOLERATION_SECONDS")]
+    pub default_unreachable_toleration_seconds: Option<String>,
 }
 
 impl ServerSettings {
@@ -164,7 +171,9 @@ impl ServerSettings {
             stake_tiers,
             seal_token_ttl,
             sui_poll_interval,
-            controllers
+            controllers,
+            node_monitor_grace_period,
+            default_unreachable_toleration_seconds
         )
     }
 }
@@ -207,6 +216,8 @@ pub struct ServerConfig {
     pub sui_poll_interval: Duration,
     /// The controllers that run (empty: none).
     pub controllers: Vec<String>,
+    pub node_monitor_grace_period: Duration,
+    pub default_unreachable_toleration: Duration,
     pub kubernetes_api: bool,
 }
 
@@ -419,6 +430,14 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         errors.push(format!("controllers: {e}"));
         Vec::new()
     });
+    let node_monitor_grace_period = match s.node_monitor_grace_period.as_deref() {
+        None => Duration::from_secs(40),
+        Some(v) => parse_duration(v).unwrap_or_else(|e| {
+            errors.push(format!("node-monitor-grace-period: {e}"));
+            Duration::from_secs(40)
+        }),
+    };
+    let toleration_secs = num(&mut errors, "default-unreachable-toleration-seconds", &s.default_unreachable_toleration_seconds, 300u64, 0);
     let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
     let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
     let kek_file = s.kek_file.as_deref().map(PathBuf::from);
@@ -487,6 +506,8 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         seal_token_ttl,
         sui_poll_interval,
         controllers,
+        node_monitor_grace_period,
+        default_unreachable_toleration: Duration::from_secs(toleration_secs),
         kubernetes_api: !s.disable_kubernetes_api.unwrap_or(false),
     })
 }

@@ -161,8 +161,15 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         Some(s) => authn.with_seal_tokens(s.verifier.clone()),
         None => authn,
     };
-    let api_config =
-        daas_apiserver::k8s::ApiConfig { service_cidr: cfg.service_cidr, max_in_flight: cfg.max_requests_inflight, ..Default::default() };
+    let api_config = {
+        let t = i64::try_from(cfg.default_unreachable_toleration.as_secs()).unwrap_or(300);
+        daas_apiserver::k8s::ApiConfig {
+            service_cidr: cfg.service_cidr,
+            max_in_flight: cfg.max_requests_inflight,
+            default_tolerations: (t, t),
+            ..Default::default()
+        }
+    };
     let authz = daas_apiserver::k8s::auth::Authorizer { policy: cfg.authorization.clone() };
     let api = daas_apiserver::k8s::Api::new(store.clone(), authn, authz, api_config)
         .with_audit_log(&cfg.audit_log)
@@ -192,6 +199,12 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
                 identity: format!("{host}_{}", hex::encode(id)),
                 lease_duration: std::time::Duration::from_secs(15),
                 renew_period: std::time::Duration::from_secs(2),
+                nodes: daas_controllers::nodelifecycle::Settings {
+                    grace: cfg.node_monitor_grace_period,
+                    period: (cfg.node_monitor_grace_period / 8)
+                        .clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(5)),
+                    default_toleration: cfg.default_unreachable_toleration,
+                },
             };
             tokio::spawn(daas_controllers::run(client, ccfg, follower_stop.clone()));
         }

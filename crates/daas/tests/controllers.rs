@@ -157,3 +157,247 @@ async fn pods_that_fit_nowhere_say_why() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_goes_unknown_and_its_pods_move() {
+    let s =
+        Server::start_k8s(&["--controllers", "*", "--node-monitor-grace-period", "3s", "--default-unreachable-toleration-seconds", "2"]);
+    let names = (1..=3).map(|i| format!("node-{i}")).collect();
+    let nodes =
+        HollowNodes::start(client(&s).await, names, Options { heartbeat: Duration::from_secs(1), ..Default::default() }).await.unwrap();
+    s.kubectl_stdin(&["apply", "-f", "-"], &deployment("mover", 6, "m:1", "100m")).ok();
+    let before = eventually(Duration::from_secs(30), "6 running pods", || {
+        let by = running_by_node(&pods(&s, "app=mover"));
+        (by.values().sum::<usize>() == 6).then_some(by)
+    })
+    .await;
+    assert!(before.get("node-1").copied().unwrap_or(0) > 0, "{before:?}");
+
+    // node-1's machine dies: no more leases, no more status.
+    nodes.pause("node-1");
+    eventually(Duration::from_secs(20), "node-1 Unknown and tainted unreachable", || {
+        let n: Value = serde_json::from_str(&kubectl(&s, &["get", "node", "node-1", "-o", "json"])).unwrap();
+        let ready = n["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
+        let tainted =
+            n["spec"]["taints"].as_array()?.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute");
+        (ready["status"] == "Unknown" && tainted).then_some(())
+    })
+    .await;
+    let nodes_out = kubectl(&s, &["get", "nodes"]);
+    assert!(nodes_out.lines().any(|l| l.starts_with("node-1") && l.contains("NotReady")), "{nodes_out}");
+    // After the toleration (2 s here) its pods are evicted and replaced on the others.
+    let after = eventually(Duration::from_secs(30), "six pods on node-2 and node-3", || {
+        let ps = pods(&s, "app=mover");
+        let by = running_by_node(&ps);
+        let live = ps.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).count();
+        (by.values().sum::<usize>() == 6 && !by.contains_key("node-1") && live == 6).then_some(by)
+    })
+    .await;
+    assert_eq!(after.len(), 2, "{after:?}");
+
+    // A node whose stake is revoked is drained at once.
+    kubectl(&s, &["taint", "nodes", "node-2", "k3s-daas.io/stake-revoked=slashed:NoExecute"]);
+    eventually(Duration::from_secs(30), "node-2 drained", || {
+        let by = running_by_node(&pods(&s, "app=mover"));
+        (by.get("node-3").copied() == Some(6)).then_some(())
+    })
+    .await;
+}
+
+/// A Job whose pods exit with `exit` on the hollow nodes (SIMULATED: the
+/// `k3s-daas.io/simulate-exit` annotation); `extra` adds spec lines.
+fn job(name: &str, completions: u32, parallelism: u32, exit: i32, extra: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  completions: {completions}\n  parallelism: {parallelism}\n{extra}  template:\n    metadata:\n      annotations:\n        k3s-daas.io/simulate-exit: \"{exit}\"\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: main\n        image: busybox:1\n"
+    )
+}
+
+fn job_json(s: &Server, name: &str) -> Value {
+    serde_json::from_str(&kubectl(s, &["get", "job", name, "-o", "json"])).unwrap()
+}
+
+fn condition_types(job: &Value) -> Vec<String> {
+    job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "True")
+        .filter_map(|c| c["type"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_complete_fail_at_their_backoff_limit_and_expire() {
+    let s = Server::start_k8s(&["--controllers", "*"]);
+    let _nodes = hollow(&s, 2, "4").await;
+    let watch = s.spawn_kubectl(&["get", "jobs", "--watch", "--output-watch-events", "-o", "json"], None);
+    // Both at once: the failing one waits out the pod back-off (10 s, then 20 s) meanwhile.
+    let manifests = [job("ok", 3, 2, 0, ""), job("bad", 1, 1, 1, "  backoffLimit: 2\n")].join("---\n");
+    s.kubectl_stdin(&["apply", "-f", "-"], &manifests).ok();
+
+    // Three successes, two at a time: kubectl wait sees Complete.
+    tokio::task::block_in_place(|| {
+        s.spawn_kubectl(&["wait", "--for=condition=complete", "job/ok", "--timeout=60s"], None).wait_exit(Duration::from_secs(70)).ok()
+    });
+    let ok = job_json(&s, "ok");
+    assert_eq!(ok["status"]["succeeded"], 3, "{}", ok["status"]);
+    assert_eq!(ok["status"]["active"], 0, "{}", ok["status"]);
+    assert_eq!(condition_types(&ok), vec!["SuccessCriteriaMet", "Complete"], "{}", ok["status"]);
+    assert!(ok["status"]["completionTime"].is_string() && ok["status"]["startTime"].is_string(), "{}", ok["status"]);
+    let ok_pods = pods(&s, "batch.kubernetes.io/job-name=ok");
+    assert_eq!(ok_pods.len(), 3, "one pod per completion, no more");
+    assert!(ok_pods.iter().all(|p| p["status"]["phase"] == "Succeeded" && p["metadata"]["labels"]["job-name"] == "ok"));
+    let table = kubectl(&s, &["get", "job", "ok"]);
+    assert!(table.contains("Complete") && table.contains("3/3"), "{table}");
+
+    // ttlSecondsAfterFinished: 1 — the Job completes, then goes.
+    s.kubectl_stdin(&["apply", "-f", "-"], &job("brief", 1, 1, 0, "  ttlSecondsAfterFinished: 1\n")).ok();
+    let brief_events = |out: &str| -> Vec<Value> {
+        serde_json::Deserializer::from_str(out)
+            .into_iter::<Value>()
+            .filter_map(Result::ok)
+            .filter(|e| e["object"]["metadata"]["name"] == "brief")
+            .collect()
+    };
+    eventually(Duration::from_secs(30), "job/brief deleted", || {
+        brief_events(&watch.stdout_now()).iter().any(|e| e["type"] == "DELETED").then_some(())
+    })
+    .await;
+    let events = brief_events(&watch.kill().stdout);
+    let completed = events.iter().position(|e| condition_types(&e["object"]).contains(&"Complete".to_string()));
+    let deleted = events.iter().position(|e| e["type"] == "DELETED");
+    assert!(matches!((completed, deleted), (Some(c), Some(d)) if c < d), "complete, then deleted: {events:?}");
+    let left = kubectl(&s, &["get", "jobs", "-o", "name"]);
+    assert!(!left.contains("job.batch/brief") && left.contains("job.batch/ok"), "{left}");
+
+    // Exit 1 three times against a backoffLimit of 2: Failed, and no fourth pod.
+    let bad = eventually(Duration::from_secs(90), "job/bad failed", || {
+        let j = job_json(&s, "bad");
+        condition_types(&j).contains(&"Failed".to_string()).then_some(j)
+    })
+    .await;
+    assert_eq!(condition_types(&bad), vec!["FailureTarget", "Failed"], "{}", bad["status"]);
+    let failed = bad["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Failed").unwrap().clone();
+    assert_eq!(failed["reason"], "BackoffLimitExceeded");
+    assert_eq!(failed["message"], "Job has reached the specified backoff limit");
+    assert_eq!(bad["status"]["failed"], 3, "{}", bad["status"]);
+    assert!(bad["status"]["completionTime"].is_null(), "only success completes");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let bad_pods = pods(&s, "job-name=bad");
+    assert_eq!(bad_pods.len(), 3, "no pod after the limit");
+    let exited_1 =
+        |p: &Value| p["status"]["phase"] == "Failed" && p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1;
+    assert!(bad_pods.iter().all(exited_1), "{bad_pods:?}");
+}
+
+fn daemonset(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: {name}\nspec:\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_runs_one_pod_per_node_rolls_and_follows_taints() {
+    let s = Server::start_k8s(&["--controllers", "*"]);
+    let _nodes = hollow(&s, 3, "4").await;
+    s.kubectl_stdin(&["apply", "-f", "-"], &daemonset("agent", "agent:1")).ok();
+
+    // One pod on each node, bound by the scheduler through the node affinity the controller set.
+    let by = eventually(Duration::from_secs(30), "a running agent on each node", || {
+        let by = running_by_node(&pods(&s, "app=agent"));
+        (by.len() == 3 && by.values().all(|n| *n == 1)).then_some(by)
+    })
+    .await;
+    assert!(["node-1", "node-2", "node-3"].iter().all(|n| by.contains_key(*n)), "{by:?}");
+    for p in pods(&s, "app=agent") {
+        let terms = &p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+        assert_eq!(terms[0]["matchFields"][0]["values"][0], p["spec"]["nodeName"], "{p}");
+        assert_eq!(p["metadata"]["labels"]["pod-template-generation"], "1");
+        assert!(p["metadata"]["labels"]["controller-revision-hash"].is_string());
+    }
+    kubectl(&s, &["rollout", "status", "ds/agent", "--timeout=60s"]);
+
+    // A new template replaces the pods node by node: never more than one node without its agent.
+    kubectl(&s, &["set", "image", "ds/agent", "main=agent:2"]);
+    let started = Instant::now();
+    let mut lowest = usize::MAX;
+    loop {
+        let ps = pods(&s, "app=agent");
+        lowest = lowest.min(running_by_node(&ps).values().sum::<usize>());
+        let all_new =
+            ps.len() == 3 && ps.iter().all(|p| p["spec"]["containers"][0]["image"] == "agent:2" && p["status"]["phase"] == "Running");
+        if all_new {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the rollout did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lowest >= 2, "availability fell to {lowest} (maxUnavailable 1)");
+    kubectl(&s, &["rollout", "status", "ds/agent", "--timeout=60s"]);
+
+    // A NoExecute taint the daemon does not tolerate takes it off that node, and only that one.
+    kubectl(&s, &["taint", "nodes", "node-3", "dedicated=infra:NoExecute"]);
+    eventually(Duration::from_secs(30), "no agent on node-3", || {
+        let ps = pods(&s, "app=agent");
+        let by = running_by_node(&ps);
+        (ps.len() == 2 && by.len() == 2 && !by.contains_key("node-3")).then_some(())
+    })
+    .await;
+    let status = eventually(Duration::from_secs(10), "status counts two nodes, none misscheduled", || {
+        let ds: Value = serde_json::from_str(&kubectl(&s, &["get", "ds", "agent", "-o", "json"])).unwrap();
+        let st = &ds["status"];
+        (st["desiredNumberScheduled"] == 2 && st["numberAvailable"] == 2 && st["numberMisscheduled"] == 0).then(|| st.clone())
+    })
+    .await;
+    assert_eq!(status["updatedNumberScheduled"], 2, "{status}");
+    assert_eq!(status["currentNumberScheduled"], 2, "{status}");
+    kubectl(&s, &["rollout", "status", "ds/agent", "--timeout=60s"]);
+}
+
+fn statefulset(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: {name}\nspec:\n  serviceName: {name}\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      - name: main\n        image: {name}:1\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statefulset_starts_in_order_and_scales_down_from_the_top() {
+    let s = Server::start_k8s(&["--controllers", "*"]);
+    let _nodes = hollow(&s, 3, "4").await;
+    s.kubectl_stdin(&["apply", "-f", "-"], &statefulset("db", 3)).ok();
+
+    let members = eventually(Duration::from_secs(30), "three running members", || {
+        let ps = pods(&s, "app=db");
+        (running_by_node(&ps).values().sum::<usize>() == 3).then_some(ps)
+    })
+    .await;
+    let by_name: HashMap<String, Value> =
+        members.into_iter().map(|p| (p["metadata"]["name"].as_str().unwrap_or("").to_string(), p)).collect();
+    let mut names: Vec<&str> = by_name.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["db-0", "db-1", "db-2"]);
+    // Each waited for the one before it (timestamps are whole seconds: "not before").
+    let created = |n: &str| by_name[n]["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string();
+    assert!(created("db-0") <= created("db-1") && created("db-1") <= created("db-2"), "{by_name:?}");
+    for (name, p) in &by_name {
+        assert_eq!(p["spec"]["hostname"], name.as_str());
+        assert_eq!(p["spec"]["subdomain"], "db");
+        assert_eq!(p["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"], name.as_str());
+        assert_eq!(p["metadata"]["labels"]["apps.kubernetes.io/pod-index"], &name["db-".len()..]);
+    }
+    kubectl(&s, &["rollout", "status", "sts/db", "--timeout=60s"]);
+    let sts: Value = serde_json::from_str(&kubectl(&s, &["get", "sts", "db", "-o", "json"])).unwrap();
+    assert_eq!(sts["status"]["currentRevision"], sts["status"]["updateRevision"], "{}", sts["status"]);
+    assert_eq!(by_name["db-0"]["metadata"]["labels"]["controller-revision-hash"], sts["status"]["updateRevision"]);
+
+    // Down to one: db-2 and db-1 go, db-0 stays the same pod.
+    let db0 = by_name["db-0"]["metadata"]["uid"].clone();
+    kubectl(&s, &["scale", "sts/db", "--replicas=1"]);
+    let left = eventually(Duration::from_secs(30), "only db-0 left", || {
+        let ps = pods(&s, "app=db");
+        (ps.len() == 1 && ps[0]["metadata"]["name"] == "db-0").then(|| ps[0].clone())
+    })
+    .await;
+    assert_eq!(left["metadata"]["uid"], db0);
+    kubectl(&s, &["rollout", "status", "sts/db", "--timeout=60s"]);
+}

@@ -27,6 +27,8 @@ pub struct Ctx<'a> {
     pub q: &'a Query,
     pub headers: &'a HeaderMap,
     pub output: Output,
+    /// tolerationSeconds the DefaultTolerationSeconds admission gives (not-ready, unreachable).
+    pub tolerations: (i64, i64),
 }
 
 impl Ctx<'_> {
@@ -258,11 +260,11 @@ fn typed(rt: &ResourceType, mut obj: Value, ctx: &Ctx<'_>) -> ApiResult<(Value, 
 /// A new object as it will be stored: typed, named, defaulted and validated.
 fn admit_new(rt: &ResourceType, namespace: Option<&str>, obj: Value, ctx: &Ctx<'_>) -> ApiResult<(Value, Vec<String>)> {
     let (mut obj, warnings) = typed(rt, obj, ctx)?;
-    prepare_new(rt, namespace, &mut obj)?;
+    prepare_new(rt, namespace, &mut obj, ctx.tolerations)?;
     Ok((obj, warnings))
 }
 
-fn prepare_new(rt: &ResourceType, namespace: Option<&str>, obj: &mut Value) -> ApiResult<()> {
+fn prepare_new(rt: &ResourceType, namespace: Option<&str>, obj: &mut Value, tolerations: (i64, i64)) -> ApiResult<()> {
     {
         let m = meta::metadata_mut(obj);
         if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
@@ -306,7 +308,7 @@ fn prepare_new(rt: &ResourceType, namespace: Option<&str>, obj: &mut Value) -> A
         }
     }
     strategy::apply_defaults(rt, obj);
-    strategy::prepare_create(rt, obj);
+    strategy::prepare_create(rt, obj, tolerations);
     let errs = strategy::validate(rt, obj, None);
     if !errs.is_empty() {
         return Err(ApiError::invalid(rt, meta::name(obj), errs));
@@ -432,7 +434,7 @@ impl Api {
     pub async fn create_object(&self, rt: &ResourceType, ns: Option<&str>, obj: Value) -> ApiResult<Value> {
         let mut unknown = Vec::new();
         let mut obj = (rt.codec)(&obj, &mut unknown).map_err(ApiError::bad_request)?;
-        prepare_new(rt, ns, &mut obj)?;
+        prepare_new(rt, ns, &mut obj, self.config.default_tolerations)?;
         self.insert(rt, ns, obj).await
     }
 

@@ -52,6 +52,10 @@ pub struct ApiConfig {
     pub bookmark_interval: Duration,
     /// Events buffered per watch before a slow watcher is ended (it relists).
     pub watch_buffer: usize,
+    /// tolerationSeconds that pods get for node.kubernetes.io/not-ready and /unreachable
+    /// (kube-apiserver's `--default-not-ready-toleration-seconds` and
+    /// `--default-unreachable-toleration-seconds`).
+    pub default_tolerations: (i64, i64),
 }
 
 impl Default for ApiConfig {
@@ -61,6 +65,7 @@ impl Default for ApiConfig {
             max_in_flight: 400,
             bookmark_interval: Duration::from_secs(30),
             watch_buffer: 1024,
+            default_tolerations: (300, 300),
         }
     }
 }
@@ -412,7 +417,8 @@ impl Api {
             Ok(b) => b,
             Err(_) => return ApiError::too_large("the request body exceeds the 3 MiB limit").into_response(),
         };
-        let ctx = crud::Ctx { user: &user, authz: &self.authz, q, headers: &parts.headers, output };
+        let ctx =
+            crud::Ctx { user: &user, authz: &self.authz, q, headers: &parts.headers, output, tolerations: self.config.default_tolerations };
         let result = crud::dispatch(&self, &info, &ctx, body).await;
         let code = match &result {
             Ok(r) => r.status().as_u16(),

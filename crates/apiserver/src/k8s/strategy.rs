@@ -80,20 +80,21 @@ fn default_pod_spec(spec: &mut Value) {
     }
 }
 
-fn default_pod_admission(spec: &mut Value) {
+fn default_pod_admission(spec: &mut Value, (not_ready, unreachable): (i64, i64)) {
     set_default(spec, "serviceAccountName", json!("default"));
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
     set_default(spec, "priority", json!(0));
-    // DefaultTolerationSeconds: tolerate not-ready and unreachable for 300 s unless the pod says.
+    // DefaultTolerationSeconds: tolerate not-ready and unreachable for a while (300 s unless
+    // configured) unless the pod says.
     let tolerations = meta::ensure_object(spec).entry("tolerations").or_insert_with(|| json!([]));
     if let Value::Array(t) = tolerations {
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        for (key, seconds) in [("node.kubernetes.io/not-ready", not_ready), ("node.kubernetes.io/unreachable", unreachable)] {
             let has = t.iter().any(|x| {
                 x.get("key").and_then(Value::as_str) == Some(key)
                     || (x.get("key").is_none() && x.get("operator").and_then(Value::as_str) == Some("Exists"))
             });
             if !has {
-                t.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+                t.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
             }
         }
     }
@@ -198,14 +199,14 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value) {
 }
 
 /// Server-owned state of a new object: status reset, generation 1, pod admission defaults.
-pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
+pub fn prepare_create(rt: &ResourceType, obj: &mut Value, tolerations: (i64, i64)) {
     if rt.generation {
         meta::metadata_mut(obj).insert("generation".into(), json!(1));
     }
     match rt.id {
         Kind::Pod => {
             if let Some(spec) = obj.get_mut("spec") {
-                default_pod_admission(spec);
+                default_pod_admission(spec, tolerations);
             }
             let qos = qos_class(obj);
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
@@ -552,7 +553,7 @@ mod tests {
         let mut p = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx:1.25",
             "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
         apply_defaults(rt, &mut p);
-        prepare_create(rt, &mut p);
+        prepare_create(rt, &mut p, (300, 300));
         assert_eq!(p["spec"]["restartPolicy"], "Always");
         assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(p["status"]["qosClass"], "Guaranteed");
