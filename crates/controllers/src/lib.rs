@@ -7,6 +7,8 @@
 
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
+pub mod gc;
 pub mod job;
 pub mod leader;
 pub mod nodelifecycle;
@@ -27,7 +29,8 @@ use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use kube::{Api, Client};
 
 /// Every controller, by the name `--controllers` uses.
-pub const ALL: &[&str] = &["scheduler", "replicaset", "deployment", "nodelifecycle", "job", "daemonset", "statefulset"];
+pub const ALL: &[&str] =
+    &["scheduler", "replicaset", "deployment", "nodelifecycle", "job", "daemonset", "statefulset", "garbagecollector", "endpoints"];
 
 /// What runs and how.
 #[derive(Debug, Clone)]
@@ -135,6 +138,7 @@ async fn run_manager(client: Client, cfg: Config) {
     let job_pods = if cfg.enabled("job") { writer.subscribe() } else { None };
     let ds_pods = if cfg.enabled("daemonset") { writer.subscribe() } else { None };
     let sts_pods = if cfg.enabled("statefulset") { writer.subscribe() } else { None };
+    let ep_pods = if cfg.enabled("endpoints") { writer.subscribe() } else { None };
     let pod_watch =
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().reflect_shared(writer).for_each(|ev| {
             if let Err(e) = ev {
@@ -196,7 +200,17 @@ async fn run_manager(client: Client, cfg: Config) {
             job::run(client.clone(), pods.clone(), sub).await;
         }
     };
-    tokio::join!(pod_watch, rs_watch, node_watch, rs, deployments, lifecycle, jobs, daemonsets, statefulsets);
+    let collector = async {
+        if cfg.enabled("garbagecollector") {
+            gc::run(client.clone()).await;
+        }
+    };
+    let endpoints = async {
+        if let Some(sub) = ep_pods {
+            endpoints::run(client.clone(), pods.clone(), sub).await;
+        }
+    };
+    tokio::join!(pod_watch, rs_watch, node_watch, rs, deployments, lifecycle, jobs, daemonsets, statefulsets, collector, endpoints);
 }
 
 #[cfg(test)]
@@ -209,7 +223,7 @@ mod tests {
         assert_eq!(parse_controllers("*").unwrap(), ALL);
         assert_eq!(
             parse_controllers("*,-scheduler").unwrap(),
-            vec!["replicaset", "deployment", "nodelifecycle", "job", "daemonset", "statefulset"]
+            vec!["replicaset", "deployment", "nodelifecycle", "job", "daemonset", "statefulset", "garbagecollector", "endpoints"]
         );
         assert_eq!(parse_controllers("scheduler").unwrap(), vec!["scheduler"]);
         assert!(parse_controllers("*,-nope").unwrap_err().contains("unknown controller \"nope\""));

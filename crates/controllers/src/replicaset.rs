@@ -189,7 +189,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     if !settled || active.len() != want {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    Ok(Action::await_change())
+    // Still waiting for pods to become ready: look again soon even if an event was missed (a
+    // status left stale would hold `kubectl rollout status` up).
+    if available < want {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 fn selector_is_empty(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> bool {

@@ -220,6 +220,10 @@ async fn beat(client: &Client, name: &str, cap: &Capacity, every: Duration) -> R
 async fn report(client: &Client, pod: &Pod, node: &str, n: u32, paused: &Mutex<HashSet<String>>) -> Result<(), kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     if pod.metadata.deletion_timestamp.is_some() {
+        // Finished already (a finalizer holds it): nothing more for the node to do.
+        if pod.metadata.deletion_grace_period_seconds == Some(0) {
+            return Ok(());
+        }
         return match api.delete(&pod.name_any(), &DeleteParams::default().grace_period(0)).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),

@@ -26,6 +26,10 @@ async fn hollow(s: &Server, n: usize, cpu: &str) -> HollowNodes {
 }
 
 fn kubectl(s: &Server, args: &[&str]) -> String {
+    // `rollout status` and `wait` wait on purpose: give them their own --timeout and more.
+    if args.first().is_some_and(|a| *a == "rollout" || *a == "wait") && args.get(1) != Some(&"history") && args.get(1) != Some(&"undo") {
+        return s.spawn_kubectl(args, None).wait_exit(Duration::from_secs(90)).ok();
+    }
     s.kubectl(args).ok()
 }
 
@@ -400,4 +404,160 @@ async fn a_statefulset_starts_in_order_and_scales_down_from_the_top() {
     .await;
     assert_eq!(left["metadata"]["uid"], db0);
     kubectl(&s, &["rollout", "status", "sts/db", "--timeout=60s"]);
+}
+
+fn exists(s: &Server, kind: &str, name: &str) -> bool {
+    !kubectl(s, &["get", kind, name, "--ignore-not-found", "-o", "name"]).trim().is_empty()
+}
+
+fn count(s: &Server, kind: &str, selector: &str) -> usize {
+    let out = kubectl(s, &["get", kind, "-l", selector, "-o", "json"]);
+    serde_json::from_str::<Value>(&out).unwrap()["items"].as_array().map_or(0, |a| a.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascading_deletion_in_all_three_modes() {
+    let s = Server::start_k8s(&["--controllers", "*"]);
+    let _nodes = hollow(&s, 2, "8").await;
+    for name in ["bg", "fg", "orph"] {
+        s.kubectl_stdin(&["apply", "-f", "-"], &deployment(name, 3, "x:1", "10m")).ok();
+    }
+    for name in ["bg", "fg", "orph"] {
+        let sel = format!("app={name}");
+        eventually(Duration::from_secs(30), "3 running pods each", || {
+            (running_by_node(&pods(&s, &sel)).values().sum::<usize>() == 3).then_some(())
+        })
+        .await;
+    }
+
+    // Background: the Deployment goes at once; its ReplicaSet and pods follow.
+    kubectl(&s, &["delete", "deployment", "bg", "--cascade=background"]);
+    assert!(!exists(&s, "deployment", "bg"));
+    eventually(Duration::from_secs(30), "bg's ReplicaSet and pods collected", || {
+        (count(&s, "rs", "app=bg") == 0 && count(&s, "pods", "app=bg") == 0).then_some(())
+    })
+    .await;
+
+    // Foreground: the Deployment stays (with its foregroundDeletion finalizer) until its
+    // ReplicaSet and pods are gone.
+    kubectl(&s, &["delete", "deployment", "fg", "--cascade=foreground", "--wait=false"]);
+    let d: Value = serde_json::from_str(&kubectl(&s, &["get", "deployment", "fg", "-o", "json"])).unwrap();
+    assert!(d["metadata"]["finalizers"].to_string().contains("foregroundDeletion"), "{}", d["metadata"]);
+    let mut order = Vec::new();
+    eventually(Duration::from_secs(60), "fg and its dependents gone", || {
+        let (d, r, p) = (usize::from(exists(&s, "deployment", "fg")), count(&s, "rs", "app=fg"), count(&s, "pods", "app=fg"));
+        order.push((d, r, p));
+        (d == 0 && r == 0 && p == 0).then_some(())
+    })
+    .await;
+    assert!(order.iter().all(|(d, r, p)| (*p == 0 || (*r > 0 && *d > 0)) && (*r == 0 || *d > 0)), "owners outlive dependents: {order:?}");
+
+    // Orphan: the Deployment goes, its ReplicaSet and pods stay, freed of their owner.
+    kubectl(&s, &["delete", "deployment", "orph", "--cascade=orphan"]);
+    eventually(Duration::from_secs(30), "orph deleted", || (!exists(&s, "deployment", "orph")).then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rs: Value = serde_json::from_str(&kubectl(&s, &["get", "rs", "-l", "app=orph", "-o", "json"])).unwrap();
+    let items = rs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(items[0]["metadata"]["ownerReferences"].as_array().is_none_or(|r| r.is_empty()), "{}", items[0]["metadata"]);
+    assert_eq!(running_by_node(&pods(&s, "app=orph")).values().sum::<usize>(), 3);
+}
+
+/// A Service over the pods of `deployment(name, ..)`: port 80 to their port 8080.
+fn service_for(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector:\n    app: {name}\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n"
+    )
+}
+
+/// The ENDPOINTS column of `kubectl get endpoints <name>` split at commas; None when the
+/// Endpoints object does not exist.
+fn endpoints_column(s: &Server, name: &str) -> Option<Vec<String>> {
+    let out = s.kubectl(&["get", "endpoints", name, "--no-headers"]);
+    if out.code != Some(0) {
+        assert!(out.stderr.contains("NotFound"), "{out}");
+        return None;
+    }
+    let column = out.stdout.split_whitespace().nth(1).unwrap_or("").to_string();
+    Some(if column == "<none>" { Vec::new() } else { column.split(',').map(str::to_string).collect() })
+}
+
+/// The EndpointSlices of Service `name`.
+fn slices_of(s: &Server, name: &str) -> Vec<Value> {
+    let out = kubectl(s, &["get", "endpointslices", "-l", &format!("kubernetes.io/service-name={name}"), "-o", "json"]);
+    serde_json::from_str::<Value>(&out).unwrap()["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The addresses of the ready endpoints across `slices`.
+fn ready_addresses(slices: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = slices
+        .iter()
+        .flat_map(|sl| sl["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] == true)
+        .filter_map(|e| e["addresses"][0].as_str().map(str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_list_their_ready_pods_in_endpoints_and_endpointslices() {
+    let s = Server::start_k8s(&["--controllers", "*"]);
+    let _nodes = hollow(&s, 3, "4").await;
+    let manifests = [deployment("web", 3, "web:1", "100m"), service_for("web")].join("---\n");
+    s.kubectl_stdin(&["apply", "-f", "-"], &manifests).ok();
+
+    // Three Running and Ready pods with their 10.42.x.y addresses, each at the target port.
+    let listed = eventually(Duration::from_secs(60), "three addresses in endpoints/web", || {
+        endpoints_column(&s, "web").filter(|eps| eps.len() == 3)
+    })
+    .await;
+    let mut pod_ips: Vec<String> =
+        pods(&s, "app=web").iter().filter_map(|p| p["status"]["podIP"].as_str().map(|ip| format!("{ip}:8080"))).collect();
+    pod_ips.sort();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    assert_eq!(listed_sorted, pod_ips, "{listed:?}");
+    assert!(listed.iter().all(|e| e.starts_with("10.42.")), "{listed:?}");
+    let ep: Value = serde_json::from_str(&kubectl(&s, &["get", "endpoints", "web", "-o", "json"])).unwrap();
+    assert_eq!(ep["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"], "true", "{ep}");
+    assert_eq!(ep["subsets"][0]["ports"][0], serde_json::json!({"name": "http", "port": 8080, "protocol": "TCP"}), "{ep}");
+    let first = &ep["subsets"][0]["addresses"][0];
+    assert_eq!(first["targetRef"]["kind"], "Pod", "{ep}");
+    assert!(first["nodeName"].as_str().is_some_and(|n| n.starts_with("node-")), "{ep}");
+
+    // The same pods, ready, in an EndpointSlice the Service owns.
+    let slices = eventually(Duration::from_secs(30), "three ready endpoints in the slices of web", || {
+        let slices = slices_of(&s, "web");
+        (ready_addresses(&slices).len() == 3).then_some(slices)
+    })
+    .await;
+    assert_eq!(slices.len(), 1, "{slices:?}");
+    let slice = &slices[0];
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(slice["ports"][0]["port"], 8080);
+    assert_eq!(slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.k8s.io");
+    assert!(slice["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("web-")), "{slice}");
+    let owner = &slice["metadata"]["ownerReferences"][0];
+    assert_eq!((owner["kind"].as_str(), owner["name"].as_str(), owner["controller"].as_bool()), (Some("Service"), Some("web"), Some(true)));
+    let mut want: Vec<String> = listed.iter().map(|e| e.trim_end_matches(":8080").to_string()).collect();
+    want.sort();
+    assert_eq!(ready_addresses(&slices), want);
+    let table = kubectl(&s, &["get", "endpointslices", "-l", "kubernetes.io/service-name=web"]);
+    assert!(table.contains("ADDRESSTYPE") && table.contains("IPv4") && table.contains("8080"), "{table}");
+
+    // Down to one pod: one address.
+    kubectl(&s, &["scale", "deployment/web", "--replicas=1"]);
+    let one =
+        eventually(Duration::from_secs(60), "one address in endpoints/web", || endpoints_column(&s, "web").filter(|e| e.len() == 1)).await;
+    assert!(one[0].ends_with(":8080"), "{one:?}");
+    eventually(Duration::from_secs(30), "one ready endpoint in the slices", || {
+        (ready_addresses(&slices_of(&s, "web")).len() == 1).then_some(())
+    })
+    .await;
+
+    // The Service goes, and its Endpoints and slices with it.
+    kubectl(&s, &["delete", "service", "web"]);
+    eventually(Duration::from_secs(60), "endpoints/web deleted", || endpoints_column(&s, "web").is_none().then_some(())).await;
+    eventually(Duration::from_secs(60), "the slices of web deleted", || slices_of(&s, "web").is_empty().then_some(())).await;
 }

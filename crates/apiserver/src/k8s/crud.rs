@@ -981,6 +981,11 @@ async fn delete_one(
         if rt.id == Kind::Namespace {
             next["status"]["phase"] = json!("Terminating");
         }
+        // A repeated delete that changes nothing writes nothing (no new resourceVersion, no
+        // watch event), as kube-apiserver answers it.
+        if next == current {
+            return Ok(Deleted::Pending(current));
+        }
         if dry_run {
             return Ok(Deleted::Pending(next));
         }

@@ -162,7 +162,18 @@ mod tests {
         assert!(resource_list("apps", "v2").is_none());
         let groups = group_list();
         let gs: Vec<&str> = groups["groups"].as_array().unwrap().iter().filter_map(|g| g["name"].as_str()).collect();
-        assert_eq!(gs, vec!["apps", "batch", "coordination.k8s.io", "events.k8s.io", "authorization.k8s.io", "authentication.k8s.io"]);
+        assert_eq!(
+            gs,
+            vec![
+                "apps",
+                "batch",
+                "coordination.k8s.io",
+                "events.k8s.io",
+                "discovery.k8s.io",
+                "authorization.k8s.io",
+                "authentication.k8s.io"
+            ]
+        );
         let agg = aggregated(false, "v2");
         let apps = &agg["items"][0]["versions"][0]["resources"];
         let deploy = apps.as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();

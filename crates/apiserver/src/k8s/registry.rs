@@ -7,7 +7,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core, events::v1 as events};
+use k8s_openapi::api::{
+    apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events,
+};
 
 /// Which resource a row is; selects type-specific behaviour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,6 +31,8 @@ pub enum Kind {
     Job,
     Lease,
     EventV1,
+    /// discovery.k8s.io EndpointSlice.
+    EndpointSlice,
     /// authorization.k8s.io SelfSubjectAccessReview: create-only, never stored.
     SelfSubjectAccessReview,
     /// authentication.k8s.io SelfSubjectReview: create-only, never stored.
@@ -327,6 +332,20 @@ pub static RESOURCES: &[ResourceType] = &[
     row!(Lease, "coordination.k8s.io", "Lease", "leases", "lease", [], [], true, "/registry/leases/", [], coordination::Lease, false),
     row!(EventV1, "events.k8s.io", "Event", "events", "event", ["ev"], [], true, "/registry/events/", [], events::Event, false),
     row!(
+        EndpointSlice,
+        "discovery.k8s.io",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        [],
+        [],
+        true,
+        "/registry/endpointslices/",
+        [],
+        discovery::EndpointSlice,
+        false
+    ),
+    row!(
         SelfSubjectAccessReview,
         "authorization.k8s.io",
         "SelfSubjectAccessReview",
@@ -411,5 +430,7 @@ mod tests {
         }
         assert_eq!(lookup("apps", "v1", "deployments").map(|r| r.kind), Some("Deployment"));
         assert_eq!(by_kind(Kind::Node).storage, "/registry/minions/");
+        let slices = lookup("discovery.k8s.io", "v1", "endpointslices").map(|r| (r.id, r.api_version(), r.namespaced));
+        assert_eq!(slices, Some((Kind::EndpointSlice, "discovery.k8s.io/v1".to_string(), true)));
     }
 }

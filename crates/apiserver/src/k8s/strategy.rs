@@ -499,6 +499,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
                 }
             }
         }
+        Kind::EndpointSlice => check_endpoint_slice(obj, old, &mut errs),
         Kind::ConfigMap | Kind::Secret => {
             let mut total = 0usize;
             for field in ["data", "binaryData"] {
@@ -532,6 +533,55 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
         _ => {}
     }
     errs
+}
+
+/// What kube-apiserver checks of an EndpointSlice: a supported, unchanging address type;
+/// at most 1000 endpoints, each with 1 to 100 addresses of that type; valid port numbers.
+fn check_endpoint_slice(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    const TYPES: &[&str] = &["IPv4", "IPv6", "FQDN"];
+    let address_type = obj.get("addressType").and_then(Value::as_str).unwrap_or("");
+    if address_type.is_empty() {
+        errs.push(FieldError::required("addressType", ""));
+    } else if !TYPES.contains(&address_type) {
+        errs.push(FieldError::not_supported("addressType", &json!(address_type), TYPES));
+    }
+    if let Some(old) = old
+        && old.get("addressType") != obj.get("addressType")
+    {
+        errs.push(FieldError::invalid("addressType", &json!(address_type), "field is immutable"));
+    }
+    let endpoints = obj.get("endpoints").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    if endpoints.len() > 1000 {
+        errs.push(FieldError::invalid("endpoints", &json!(endpoints.len()), "must have at most 1000 items"));
+    }
+    for (i, e) in endpoints.iter().enumerate() {
+        let addresses = e.get("addresses").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let field = format!("endpoints[{i}].addresses");
+        if addresses.is_empty() {
+            errs.push(FieldError::required(field.clone(), "must contain at least 1 address"));
+        } else if addresses.len() > 100 {
+            errs.push(FieldError::invalid(field.clone(), &json!(addresses.len()), "must have at most 100 items"));
+        }
+        for (j, a) in addresses.iter().enumerate() {
+            let text = a.as_str().unwrap_or("");
+            let why: Option<String> = match address_type {
+                "IPv4" if text.parse::<std::net::Ipv4Addr>().is_err() => Some("must be a valid IPv4 address".into()),
+                "IPv6" if text.parse::<std::net::Ipv6Addr>().is_err() => Some("must be a valid IPv6 address".into()),
+                "FQDN" => meta::check_subdomain(text),
+                _ => None,
+            };
+            if let Some(why) = why {
+                errs.push(FieldError::invalid(format!("{field}[{j}]"), a, why));
+            }
+        }
+    }
+    for (i, p) in obj.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        if let Some(n) = p.get("port").and_then(Value::as_i64)
+            && !(1..=65535).contains(&n)
+        {
+            errs.push(FieldError::invalid(format!("ports[{i}].port"), &json!(n), "must be between 1 and 65535, inclusive"));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -568,6 +618,20 @@ mod tests {
             "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c"}]}}}});
         let errs: Vec<String> = validate(rt, &d, None).iter().map(|e| e.field.clone()).collect();
         assert_eq!(errs, vec!["metadata.name", "spec.template.metadata.labels", "spec.template.spec.containers[0].image"]);
+    }
+
+    #[test]
+    fn endpoint_slices_keep_their_address_type_and_valid_addresses() {
+        let rt = by_kind(Kind::EndpointSlice);
+        let slice = json!({"metadata": {"name": "web-abcde"}, "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.42.0.1"]}], "ports": [{"port": 8080}]});
+        assert!(validate(rt, &slice, None).is_empty());
+        let bad = json!({"metadata": {"name": "web-abcde"}, "addressType": "IPv6",
+            "endpoints": [{"addresses": []}, {"addresses": ["10.42.0.1"]}], "ports": [{"port": 0}]});
+        let errs: Vec<String> = validate(rt, &bad, Some(&slice)).iter().map(|e| e.field.clone()).collect();
+        assert_eq!(errs, vec!["addressType", "endpoints[0].addresses", "endpoints[1].addresses[0]", "ports[0].port"]);
+        let untyped = json!({"metadata": {"name": "x"}, "addressType": "IPX", "endpoints": []});
+        assert_eq!(validate(rt, &untyped, None).len(), 1);
     }
 
     #[test]

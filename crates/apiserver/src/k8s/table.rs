@@ -109,6 +109,13 @@ fn columns(kind: Kind) -> Vec<Col> {
         Kind::Secret => vec![NAME, ("Type", "string", 0, "The type of the secret"), ("Data", "string", 0, "Number of data entries."), AGE],
         Kind::ServiceAccount => vec![NAME, ("Secrets", "string", 0, "Number of secrets."), AGE],
         Kind::Endpoints => vec![NAME, ("Endpoints", "string", 0, "Endpoints of the service."), AGE],
+        Kind::EndpointSlice => vec![
+            NAME,
+            ("AddressType", "string", 0, "addressType specifies the type of address carried by this EndpointSlice."),
+            ("Ports", "string", 0, "ports specifies the list of network ports exposed by each endpoint in this slice."),
+            ("Endpoints", "string", 0, "endpoints is a list of unique endpoints in this slice."),
+            AGE,
+        ],
         Kind::Lease => vec![NAME, ("Holder", "string", 0, "The holder of the lease."), AGE],
         Kind::Event | Kind::EventV1 => vec![
             ("Last Seen", "string", 0, "Time of the last occurrence."),
@@ -403,6 +410,30 @@ fn cells(rt: &ResourceType, o: &Value, now: i64) -> Vec<Value> {
             let shown = if eps.len() > 3 { format!("{} + {} more...", eps[..3].join(","), eps.len() - 3) } else { or_none(eps.join(",")) };
             vec![name, json!(shown), json!(age(o, now))]
         }
+        Kind::EndpointSlice => {
+            // As kubectl prints them: port numbers (or names, or `*`), then addresses, three
+            // of each at most.
+            let ports: Vec<String> = o
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|p| match (p.get("port").and_then(Value::as_i64), p.get("name").and_then(Value::as_str)) {
+                    (Some(n), _) => n.to_string(),
+                    (None, Some(n)) => n.to_string(),
+                    (None, None) => "*".to_string(),
+                })
+                .collect();
+            let addresses: Vec<String> = o
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e.get("addresses").and_then(Value::as_array).into_iter().flatten())
+                .map(|a| s(Some(a)).to_string())
+                .collect();
+            vec![name, json!(s(o.get("addressType"))), json!(first_three(&ports)), json!(first_three(&addresses)), json!(age(o, now))]
+        }
         Kind::Lease => vec![name, json!(s(o.pointer("/spec/holderIdentity"))), json!(age(o, now))],
         Kind::Event | Kind::EventV1 => {
             let (last, obj) = if rt.id == Kind::Event {
@@ -424,6 +455,16 @@ fn cells(rt: &ResourceType, o: &Value, now: i64) -> Vec<Value> {
             vec![json!(last), json!(s(o.get("type"))), json!(s(o.get("reason"))), json!(target), json!(msg)]
         }
         _ => vec![name, json!(meta::meta_str(o, "creationTimestamp").unwrap_or(""))],
+    }
+}
+
+/// `a,b,c + 2 more...`, or `<unset>` for none, as kubectl lists an EndpointSlice's ports and
+/// addresses.
+fn first_three(items: &[String]) -> String {
+    match items.len() {
+        0 => "<unset>".into(),
+        n if n > 3 => format!("{} + {} more...", items[..3].join(","), n - 3),
+        _ => items.join(","),
     }
 }
 
@@ -532,5 +573,21 @@ mod tests {
         let t = table(by_kind(Kind::Node), &[node], "1", None, "None", true);
         assert_eq!(t["rows"][0]["cells"][1], "Ready,SchedulingDisabled");
         assert_eq!(t["rows"][0]["cells"][2], "worker");
+    }
+
+    #[test]
+    fn endpointslice_rows_list_ports_and_addresses() {
+        let eps: Vec<Value> = (1..=5).map(|i| json!({"addresses": [format!("10.42.0.{i}")]})).collect();
+        let slice = json!({"metadata": {"name": "web-abcde"}, "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}, {"name": "named"}], "endpoints": eps});
+        let t = table(by_kind(Kind::EndpointSlice), &[slice], "1", None, "None", true);
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(cells[1], "IPv4");
+        assert_eq!(cells[2], "8080,named");
+        assert_eq!(cells[3], "10.42.0.1,10.42.0.2,10.42.0.3 + 2 more...");
+        let names: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(names, ["Name", "AddressType", "Ports", "Endpoints", "Age"]);
+        let empty = json!({"metadata": {"name": "web-fghij"}, "addressType": "IPv4", "endpoints": []});
+        assert_eq!(table(by_kind(Kind::EndpointSlice), &[empty], "1", None, "None", true)["rows"][0]["cells"][2], "<unset>");
     }
 }
