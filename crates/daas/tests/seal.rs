@@ -88,6 +88,26 @@ fn a_staked_worker_gets_a_token_and_others_get_reasons() {
     let (code, denied) = curl(&s, "DELETE", "/api/v1/nodes/worker-7", None, &[&format!("X-Seal-Token: {token}")]);
     assert_eq!(code, 403, "{denied}");
     assert!(denied["message"].as_str().unwrap().contains("User \"system:node:worker-1\" cannot delete resource \"nodes\""), "{denied}");
+    // The worker writes its own Node (NodeRestriction), which carries the tier its stake buys
+    // whatever the worker claims; another node's object is refused.
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1", "labels": {"k3s-daas.io/stake-tier": "admin"}}});
+    let (code, created) = curl(&s, "POST", "/api/v1/nodes", Some(&node), &[&format!("Authorization: Bearer {token}")]);
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["metadata"]["labels"]["k3s-daas.io/stake-tier"], "write");
+    let other = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-2"}});
+    let (code, r) = curl(&s, "POST", "/api/v1/nodes", Some(&other), &[&format!("Authorization: Bearer {token}")]);
+    assert_eq!(code, 403, "{r}");
+    assert!(r["message"].as_str().unwrap().contains("node \"worker-1\" is not allowed to modify node \"worker-2\""), "{r}");
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "worker-1", "namespace": "kube-node-lease"}, "spec": {"holderIdentity": "worker-1"}});
+    let (code, r) = curl(
+        &s,
+        "POST",
+        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+        Some(&lease),
+        &[&format!("Authorization: Bearer {token}")],
+    );
+    assert_eq!(code, 201, "{r}");
+
     // A damaged token is a 401.
     let (code, _) = curl(&s, "GET", "/api/v1/namespaces/default/configmaps", None, &[&format!("X-Seal-Token: {}x", token)]);
     assert_eq!(code, 401);

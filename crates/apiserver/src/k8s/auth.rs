@@ -273,6 +273,9 @@ impl Authorizer {
         if matches!(a.resource, "selfsubjectaccessreviews" | "selfsubjectreviews") && a.verb == "create" {
             return Ok(());
         }
+        if node_allows(user, a) {
+            return Ok(());
+        }
         let Some(tier) = user.tier() else {
             return Err("no RBAC policy matched: the user is neither an administrator nor holds a stake tier".into());
         };
@@ -293,6 +296,33 @@ impl Authorizer {
             return Err(format!("stake tier \"{}\" may not change cluster-scoped resources", tier.name()));
         }
         Ok(())
+    }
+}
+
+/// What a worker node (`system:node:<name>` in `system:nodes`, from its seal token) may do to
+/// run its pods, after kube-apiserver's Node authorizer: its own Node and Lease, pods and
+/// their status, events, and reading what pods refer to. Simplified: the Node authorizer
+/// limits pods, secrets and configmaps to those bound to the node; here a node reads them all
+/// (admission still keeps it to writing its own Node).
+fn node_allows(user: &User, a: &Attributes<'_>) -> bool {
+    let Some(node) = user.name.strip_prefix("system:node:") else { return false };
+    if !user.groups.iter().any(|g| g == "system:nodes") {
+        return false;
+    }
+    let read = matches!(a.verb, "get" | "list" | "watch");
+    let own = a.name.is_none_or(|n| n == node);
+    match (a.group, a.resource, a.subresource) {
+        ("", "nodes", None) => read || (matches!(a.verb, "create" | "update" | "patch") && own),
+        ("", "nodes", Some("status")) => matches!(a.verb, "get" | "update" | "patch") && own,
+        ("coordination.k8s.io", "leases", None) => {
+            a.namespace == Some("kube-node-lease") && own && matches!(a.verb, "get" | "create" | "update" | "patch" | "watch" | "list")
+        }
+        ("", "pods", None) => read || a.verb == "delete",
+        ("", "pods", Some("status")) => matches!(a.verb, "get" | "update" | "patch"),
+        ("", "events", None) | ("events.k8s.io", "events", None) => matches!(a.verb, "create" | "update" | "patch"),
+        ("", "configmaps" | "secrets", None) => a.verb == "get",
+        ("", "services" | "endpoints", None) => read,
+        _ => false,
     }
 }
 

@@ -260,8 +260,33 @@ fn typed(rt: &ResourceType, mut obj: Value, ctx: &Ctx<'_>) -> ApiResult<(Value, 
 /// A new object as it will be stored: typed, named, defaulted and validated.
 fn admit_new(rt: &ResourceType, namespace: Option<&str>, obj: Value, ctx: &Ctx<'_>) -> ApiResult<(Value, Vec<String>)> {
     let (mut obj, warnings) = typed(rt, obj, ctx)?;
+    restrict_node(rt, &mut obj, ctx)?;
     prepare_new(rt, namespace, &mut obj, ctx.tolerations)?;
     Ok((obj, warnings))
+}
+
+/// The label that tells a worker node's stake tier (read, write, admin).
+pub const STAKE_TIER_LABEL: &str = "k3s-daas.io/stake-tier";
+
+/// NodeRestriction, as kube-apiserver's admission plugin: a worker writes only its own Node;
+/// and that Node carries the stake tier its seal token names, whatever the worker sends, so
+/// a workload can demand a minimum stake with a node selector or affinity.
+fn restrict_node(rt: &ResourceType, obj: &mut Value, ctx: &Ctx<'_>) -> ApiResult<()> {
+    if rt.id != Kind::Node || !ctx.user.groups.iter().any(|g| g == "system:nodes") {
+        return Ok(());
+    }
+    let Some(node) = ctx.user.name.strip_prefix("system:node:") else { return Ok(()) };
+    if meta::name(obj) != node {
+        return Err(ApiError::forbidden(format!("node \"{node}\" is not allowed to modify node \"{}\"", meta::name(obj))));
+    }
+    if let Some(tier) = ctx.user.groups.iter().find_map(|g| g.strip_prefix("daas:tier:")) {
+        let m = meta::metadata_mut(obj);
+        let labels = m.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(STAKE_TIER_LABEL.into(), json!(tier));
+        }
+    }
+    Ok(())
 }
 
 fn prepare_new(rt: &ResourceType, namespace: Option<&str>, obj: &mut Value, tolerations: (i64, i64)) -> ApiResult<()> {
@@ -666,6 +691,7 @@ fn apply_change(rt: &ResourceType, sub: Option<Sub>, current: &Value, change: &C
     }
     strategy::apply_defaults(rt, &mut new);
     strategy::prepare_update(rt, &mut new, current);
+    restrict_node(rt, &mut new, ctx)?;
     Ok((new, warnings))
 }
 
