@@ -561,3 +561,64 @@ async fn services_list_their_ready_pods_in_endpoints_and_endpointslices() {
     eventually(Duration::from_secs(60), "endpoints/web deleted", || endpoints_column(&s, "web").is_none().then_some(())).await;
     eventually(Duration::from_secs(60), "the slices of web deleted", || slices_of(&s, "web").is_empty().then_some(())).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_restart_and_namespace_deletion() {
+    let s = Server::start_k8s(&["--controllers", "*"]);
+    let _nodes = hollow(&s, 2, "8").await;
+    kubectl(&s, &["create", "namespace", "team"]);
+    s.kubectl_stdin(&["apply", "-n", "team", "-f", "-"], &deployment("web", 2, "web:1", "10m")).ok();
+    kubectl(&s, &["rollout", "status", "-n", "team", "deployment/web", "--timeout=60s"]);
+    let replica_sets = || count(&s, "rs", "app=web") + kubectl(&s, &["get", "rs", "-n", "team", "-o", "name"]).lines().count();
+
+    // Paused: a template change makes no new ReplicaSet until resumed.
+    kubectl(&s, &["rollout", "pause", "-n", "team", "deployment/web"]);
+    kubectl(&s, &["set", "image", "-n", "team", "deployment/web", "main=web:2"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(replica_sets(), 1);
+    let d: Value = serde_json::from_str(&kubectl(&s, &["get", "deployment", "-n", "team", "web", "-o", "json"])).unwrap();
+    assert!(d["status"]["conditions"].to_string().contains("DeploymentPaused"), "{}", d["status"]);
+    kubectl(&s, &["rollout", "resume", "-n", "team", "deployment/web"]);
+    kubectl(&s, &["rollout", "status", "-n", "team", "deployment/web", "--timeout=60s"]);
+    assert_eq!(replica_sets(), 2);
+    // A restart stamps the template, so a new ReplicaSet rolls out.
+    kubectl(&s, &["rollout", "restart", "-n", "team", "deployment/web"]);
+    kubectl(&s, &["rollout", "status", "-n", "team", "deployment/web", "--timeout=60s"]);
+    assert_eq!(replica_sets(), 3);
+
+    // Deleting the namespace takes its workloads with it; nothing is recreated.
+    kubectl(&s, &["delete", "namespace", "team", "--wait=false"]);
+    eventually(Duration::from_secs(60), "the namespace is gone", || (!exists(&s, "namespace", "team")).then_some(())).await;
+    assert_eq!(kubectl(&s, &["get", "pods", "-n", "team", "-o", "name"]).trim(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_holder_per_lease_and_takeover_after_expiry() {
+    use daas_controllers::leader::LeaseLock;
+    use k8s_openapi::api::coordination::v1::Lease;
+    let s = Server::start_k8s(&[]);
+    let c = client(&s).await;
+    let lock = |id: &str, secs: u64| LeaseLock {
+        api: kube::Api::<Lease>::namespaced(c.clone(), "kube-system"),
+        name: "contended".into(),
+        identity: id.into(),
+        duration: Duration::from_secs(secs),
+    };
+    let (a, b) = (lock("master-a", 2), lock("master-b", 2));
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    assert!(!b.try_acquire_or_renew().await.unwrap(), "held by a");
+    assert!(a.try_acquire_or_renew().await.unwrap(), "a renews");
+    // Both at once: exactly one wins.
+    let (ra, rb) = tokio::join!(a.try_acquire_or_renew(), b.try_acquire_or_renew());
+    assert!(ra.unwrap() && !rb.unwrap());
+    // a stops renewing; after the lease duration b takes over, and a cannot come back.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(b.try_acquire_or_renew().await.unwrap(), "b takes the expired lease");
+    assert!(!a.try_acquire_or_renew().await.unwrap());
+    let l: Lease = kube::Api::<Lease>::namespaced(c.clone(), "kube-system").get("contended").await.unwrap();
+    let spec = l.spec.unwrap();
+    assert_eq!((spec.holder_identity.as_deref(), spec.lease_transitions), (Some("master-b"), Some(1)));
+    // Released on shutdown, it is free at once.
+    b.release().await;
+    assert!(a.try_acquire_or_renew().await.unwrap());
+}
