@@ -439,7 +439,21 @@ async fn status(
         }
     };
     let mut status = counts;
-    status["conditions"] = json!([available_condition, progressing]);
+    let mut conditions = vec![available_condition, progressing];
+    // A ReplicaSet that cannot create its pods says why on the Deployment too.
+    let failure = all.iter().find_map(|rs| {
+        rs.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+            .map(|c| c.message.clone().unwrap_or_default())
+    });
+    if let Some(message) = failure {
+        conditions.push(condition("ReplicaFailure", "True", "FailedCreate", message));
+    }
+    status["conditions"] = json!(conditions);
     if let Some(c) = d.status.as_ref().and_then(|s| s.collision_count) {
         status["collisionCount"] = json!(c);
     }

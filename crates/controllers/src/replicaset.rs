@@ -119,9 +119,13 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     let mut active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_pod_active(p)).cloned().collect();
     let want = usize::try_from(spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
 
+    // Why creations fail, if they do (a terminating namespace, an invalid template, a quota):
+    // reported as the ReplicaFailure condition, as kube-controller-manager does.
+    let mut failure: Option<String> = None;
     if settled && active.len() < want {
         let need = (want - active.len()).min(BURST);
-        let created = create_slow_start(&rs, &pods_api, need).await;
+        let (created, failed) = create_slow_start(&rs, &pods_api, need).await;
+        failure = failed;
         for p in &created {
             ctx.expectations.expect_add(&uid, p.name_any());
         }
@@ -158,12 +162,25 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         active.iter().filter(|p| template_labels.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))).count();
     let ready = active.iter().filter(|p| is_pod_ready(p)).count();
     let available = active.iter().filter(|p| is_pod_available(p, min_ready, now)).count();
+    let old_failure = rs
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "ReplicaFailure" && c.status == "True"))
+        .map(|c| c.message.clone().unwrap_or_default());
+    // A pass that created nothing keeps the last failure until a creation succeeds.
+    let failure = if settled && active.len() >= want { None } else { failure.or(old_failure.clone()) };
+    let conditions: Vec<serde_json::Value> = failure
+        .iter()
+        .map(|m| json!({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": m, "lastTransitionTime": now.to_string()}))
+        .collect();
     let status = json!({
         "replicas": active.len(),
         "fullyLabeledReplicas": fully_labeled,
         "readyReplicas": ready,
         "availableReplicas": available,
         "observedGeneration": rs.metadata.generation,
+        "conditions": conditions,
     });
     let old = rs.status.as_ref().map(|s| {
         json!({
@@ -174,7 +191,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
             "observedGeneration": s.observed_generation,
         })
     });
-    if old.as_ref() != Some(&status) {
+    let counts_changed = old.as_ref().is_none_or(|o| o.as_object().is_some_and(|o| o.iter().any(|(k, v)| status.get(k) != Some(v))));
+    if counts_changed || failure != old_failure {
         let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
         match api.patch_status(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await {
             Ok(_) => {}
@@ -202,7 +220,7 @@ fn selector_is_empty(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSe
 }
 
 /// Creates up to `need` pods in doubling batches; stops at the first batch with an error.
-async fn create_slow_start(rs: &ReplicaSet, api: &Api<Pod>, need: usize) -> Vec<Pod> {
+async fn create_slow_start(rs: &ReplicaSet, api: &Api<Pod>, need: usize) -> (Vec<Pod>, Option<String>) {
     let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     let pod = Pod {
@@ -233,9 +251,13 @@ async fn create_slow_start(rs: &ReplicaSet, api: &Api<Pod>, need: usize) -> Vec<
         }
         if let Some(e) = failed {
             tracing::warn!(replicaset = %crate::util::key(&rs.metadata), error = %e, "creating pods failed; will retry");
-            break;
+            let message = match &e {
+                kube::Error::Api(s) => s.message.clone(),
+                other => other.to_string(),
+            };
+            return (created, Some(message));
         }
         batch *= 2;
     }
-    created
+    (created, None)
 }
