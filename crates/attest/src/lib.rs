@@ -207,7 +207,24 @@ pub async fn pinned_request(
     body: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), AttestError> {
-    tokio::time::timeout(timeout, pinned_inner(server, ca_der, method, path, body)).await.map_err(|_| AttestError::Timeout(timeout))?
+    tokio::time::timeout(timeout, pinned_inner(server, ca_der, method, path, body, None))
+        .await
+        .map_err(|_| AttestError::Timeout(timeout))?
+}
+
+/// [`pinned_request`] with a bearer token.
+pub async fn pinned_request_with_token(
+    server: &str,
+    ca_der: &[u8],
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    token: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), AttestError> {
+    tokio::time::timeout(timeout, pinned_inner(server, ca_der, method, path, body, Some(token)))
+        .await
+        .map_err(|_| AttestError::Timeout(timeout))?
 }
 
 async fn pinned_inner(
@@ -216,6 +233,7 @@ async fn pinned_inner(
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
+    token: Option<&str>,
 ) -> Result<(u16, Vec<u8>), AttestError> {
     let (host, port) = parse_url(server)?;
     let server_name = ServerName::try_from(host.clone()).map_err(|e| AttestError::Url(format!("{host:?}: {e}")))?;
@@ -239,14 +257,16 @@ async fn pinned_inner(
         let _ = conn.await;
     });
     let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
         .header(hyper::header::HOST, &addr)
         .header(hyper::header::ACCEPT, "application/json")
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(http_body_util::Full::new(payload))
-        .map_err(|e| AttestError::Http(e.to_string()))?;
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(http_body_util::Full::new(payload)).map_err(|e| AttestError::Http(e.to_string()))?;
     let resp = sender.send_request(req).await.map_err(|e| AttestError::Http(e.to_string()))?;
     let status = resp.status().as_u16();
     let body = Limited::new(resp.into_body(), MAX_REPORT_BYTES)
