@@ -508,6 +508,9 @@ fn check_request(req: &K8sApiRequest) -> Result<(&'static str, Bytes), String> {
     let q = crate::k8s::request::parse_query(Some(query));
     match crate::k8s::request::parse(&method, path, &q) {
         Ok(Some(info)) if info.verb == "watch" => return Err("a watch cannot be submitted on chain".into()),
+        Ok(Some(info)) if matches!(info.sub, Some(crate::k8s::registry::Sub::Log | crate::k8s::registry::Sub::Exec)) => {
+            return Err("logs and exec stream from a node; they cannot be submitted on chain".into());
+        }
         // One request, one write: a collection delete would commit item by item.
         Ok(Some(info)) if info.verb == "deletecollection" => {
             return Err("a collection delete cannot be submitted on chain; delete objects one by one".into());

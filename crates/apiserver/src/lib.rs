@@ -8,6 +8,7 @@ pub mod k8s;
 pub mod pki;
 pub mod seal;
 pub mod trust;
+pub mod tunnel;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -112,7 +113,7 @@ fn serve_any(
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let Some(acceptor) = acceptor else {
                     let service = TowerToHyperService::new(router);
-                    if let Err(e) = builder.serve_connection(TokioIo::new(tcp), service).await {
+                    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await {
                         tracing::debug!(%peer, error = %e, "plaintext connection ended with an error");
                     }
                     return;
@@ -142,7 +143,7 @@ fn serve_any(
                         next.run(req)
                     },
                 )));
-                if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+                if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
                     tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
                 }
             });

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 mod openapi_pb;
 pub mod patch;
+mod podio;
 pub mod protobuf;
 pub mod registry;
 pub mod request;
@@ -94,6 +95,8 @@ pub struct Api {
     enabled: bool,
     pub metrics: metrics::Metrics,
     seal: Option<Arc<crate::seal::Seal>>,
+    /// The agents' reverse tunnels, which serve `pods/log` and `pods/exec`.
+    pub tunnels: Arc<crate::tunnel::Tunnels>,
 }
 
 /// What `/kubectl/config` needs to issue kubeconfigs.
@@ -126,6 +129,7 @@ impl Api {
             enabled: true,
             metrics: Default::default(),
             seal: None,
+            tunnels: Default::default(),
         }
     }
 
@@ -233,7 +237,7 @@ impl Api {
     /// Serves one request of the Kubernetes API (and the health/version endpoints).
     pub async fn handle(self: Arc<Self>, req: Request) -> Response {
         let started = std::time::Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
         let q = request::parse_query(parts.uri.query());
         if PUBLIC_PATHS.iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
@@ -282,6 +286,13 @@ impl Api {
                 Err(e) => return e.into_response(),
             },
         };
+        // An agent's reverse tunnel (see `crate::tunnel`): only that node may open it.
+        if let Some(node) = path.strip_prefix("/api/v1/nodes/").and_then(|rest| rest.strip_suffix("/tunnel"))
+            && !node.is_empty()
+            && !node.contains('/')
+        {
+            return self.tunnels.clone().open(&user, node, &mut parts).await;
+        }
         if let Some(seal) = &self.seal {
             if parts.method == axum::http::Method::POST && path == "/api/v1/nodes/heartbeat" {
                 return match (&user.token, user.method) {
@@ -379,21 +390,22 @@ impl Api {
         q: &request::Query,
         started: std::time::Instant,
     ) -> Response {
-        let info = match request::parse(&parts.method, path, q) {
+        let mut info = match request::parse(&parts.method, path, q) {
             Ok(Some(i)) => i,
             Ok(None) => return discovery_response(path, &parts.headers),
             Err(e) => return e.into_response(),
         };
+        // As kube-apiserver: exec is `create pods/exec` whatever the method (a WebSocket
+        // upgrade is a GET), so read-only callers cannot run commands.
+        if info.sub == Some(registry::Sub::Exec) {
+            info.verb = "create";
+        }
         let attrs = auth::Attributes::of(&info);
         if let Err(why) = self.authz.check(&user, &attrs) {
             let e = auth::forbidden(&user, &attrs, &why);
             self.audit(&user, &info, e.code);
             return e.into_response();
         }
-        let output = match request::negotiate(&parts.headers) {
-            Ok(o) => o,
-            Err(e) => return e.into_response(),
-        };
         let labels = metrics::Labels {
             verb: info.verb,
             group: info.rt.group,
@@ -401,6 +413,20 @@ impl Api {
             resource: info.rt.plural,
             subresource: info.sub.map(|s| s.name()).unwrap_or(""),
             namespaced: info.namespace.is_some(),
+        };
+        // Logs and exec are relayed to the node's agent. Long-running, like watches, they hold
+        // no in-flight permit; their bodies are plain text or a WebSocket, not negotiated.
+        if matches!(info.sub, Some(registry::Sub::Log | registry::Sub::Exec)) {
+            let r = podio::serve(&self, &info, parts, q).await;
+            if info.sub == Some(registry::Sub::Exec) {
+                self.audit(&user, &info, r.status().as_u16());
+            }
+            self.metrics.record(labels, r.status().as_u16(), started.elapsed());
+            return r;
+        }
+        let output = match request::negotiate(&parts.headers) {
+            Ok(o) => o,
+            Err(e) => return e.into_response(),
         };
         if info.verb == "watch" {
             let r = watch::watch(self.clone(), info, q.clone(), output).await.unwrap_or_else(IntoResponse::into_response);
