@@ -4,6 +4,7 @@
 //! the load tool. Only wiring lives here; the crates own the logic.
 #![forbid(unsafe_code)]
 
+mod agent_cmd;
 mod attest;
 mod bench;
 mod bench_k8s;
@@ -65,6 +66,8 @@ enum Command {
         #[command(subcommand)]
         command: attest::AttestCommand,
     },
+    /// Run a worker: attest the master, join with a stake, run the pods bound to this node
+    Agent(agent_cmd::AgentArgs),
     /// Sign in as a tenant with a Sui key: attest the master, sign its login challenge, and
     /// get a token (in a kubeconfig) whose tier the address's stake decides
     Login(login::LoginArgs),
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
         Command::Attest { command } => (1, Job::Attest(command)),
         Command::Measure => (1, Job::Measure),
         Command::Login(a) => (1, Job::Login(a)),
+        Command::Agent(a) => (2, Job::Agent(a)),
         Command::Dev { command } => (1, Job::Dev(command)),
     };
     let rt = match runtime(threads) {
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
             Job::Attest(command) => attest::run(command).await,
             Job::Measure => attest::measure(),
             Job::Login(a) => login::run(a).await,
+            Job::Agent(a) => agent_cmd::run(a).await,
             Job::Dev(command) => dev::run(command),
         }
     });
@@ -167,5 +172,6 @@ enum Job {
     Attest(attest::AttestCommand),
     Measure,
     Login(login::LoginArgs),
+    Agent(agent_cmd::AgentArgs),
     Dev(dev::DevCommand),
 }
