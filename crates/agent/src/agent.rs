@@ -402,7 +402,12 @@ async fn shut_down(client: &Client, cfg: &Config, pods: &Arc<PodManager>) {
         pods.remove(&uid, None).await;
         if let Some((ns, name)) = name {
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let patch = json!({"status": {"phase": "Failed", "reason": "Terminated", "message": "Pod was terminated in response to the node's agent shutting down."}});
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let not = |t: &str| json!({"type": t, "status": "False", "reason": "PodCompleted", "lastTransitionTime": now});
+            let patch = json!({"status": {
+                "phase": "Failed", "reason": "Terminated", "message": "Pod was terminated in response to the node's agent shutting down.",
+                "conditions": [not("Ready"), not("ContainersReady")],
+            }});
             let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
         }
     }

@@ -343,7 +343,7 @@ fn spawn_etcdctl_at(endpoints: &str, args: &[&str], stdin: Option<Vec<u8>>) -> R
 }
 
 /// Starts `cmd` with its output collected as it arrives and `stdin` (if any) fed to it.
-fn spawn_command(mut cmd: Command, command: String, stdin: Option<Vec<u8>>) -> Running {
+pub fn spawn_command(mut cmd: Command, command: String, stdin: Option<Vec<u8>>) -> Running {
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("`{command}` starts: {e}"));
     if let Some(data) = stdin {
@@ -449,6 +449,12 @@ impl Running {
             std::thread::sleep(Duration::from_millis(5));
         };
         self.collect(status, killed)
+    }
+
+    /// SIGTERM, then up to `within` for it to exit (killed after that).
+    pub fn terminate(self, within: Duration) -> Output {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.wait_exit(within)
     }
 
     /// Kills the child now and returns what it printed.

@@ -1,0 +1,190 @@
+//! Workers that earn their place, end to end on one machine: `daas server` and two
+//! `daas agent` processes (own node names, data dirs) with stakes on the development ledger.
+//! A Deployment of `python3` HTTP servers with a readiness probe runs Ready across both nodes;
+//! `kubectl logs` and `kubectl exec` go through the reverse tunnel; a SIGKILLed agent's node
+//! goes NotReady and its pods come back on the other; a crash-looping container shows
+//! CrashLoopBackOff; an agent without a stake is refused.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Running, Server, daas_command, run_command, spawn_command};
+use serde_json::Value;
+
+fn daas(args: &[&str]) -> String {
+    let mut cmd = daas_command();
+    cmd.args(args);
+    run_command(cmd, &format!("daas {}", args.join(" ")), Duration::from_secs(30)).ok()
+}
+
+fn agent(s: &Server, dir: &Path, node: &str, key: &Path, stake: &str) -> Running {
+    let mut cmd = daas_command();
+    cmd.args(["agent", "--server", s.https_url(), "--node-name", node, "--sui-key"]).arg(key);
+    cmd.args(["--stake-object", stake, "--danger-accept-simulation", "--heartbeat", "1s", "--data-dir"]).arg(dir.join(node));
+    spawn_command(cmd, format!("daas agent {node}"), None)
+}
+
+fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn json(s: &Server, args: &[&str]) -> Value {
+    serde_json::from_str(&s.kubectl(args).ok()).unwrap()
+}
+
+fn ready(p: &Value) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn web(dir: &Path) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: web
+        image: python:3
+        workingDir: {dir}
+        command: ["python3", "-c"]
+        args:
+        - |
+          import http.server, os
+          s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+          open("port-" + os.environ["POD_UID"], "w").write(str(s.server_port))
+          print("serving on", s.server_port, flush=True)
+          s.serve_forever()
+        env:
+        - name: POD_UID
+          valueFrom: {{fieldRef: {{fieldPath: metadata.uid}}}}
+        readinessProbe:
+          exec:
+            command: ["python3", "-c", "import urllib.request, os; urllib.request.urlopen('http://127.0.0.1:' + open('port-' + os.environ['POD_UID']).read())"]
+          periodSeconds: 1
+"#,
+        dir = dir.display()
+    )
+}
+
+#[test]
+fn two_agents_run_a_deployment_with_logs_exec_failover_and_crash_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let s = Server::start_k8s_in(
+        &data,
+        &["--controllers", "*", "--node-monitor-grace-period", "4s", "--default-unreachable-toleration-seconds", "2"],
+    );
+    let d = data.to_str().unwrap();
+    let mut stakes = Vec::new();
+    for node in ["agent-a", "agent-b"] {
+        let key = dir.path().join(format!("{node}.key"));
+        daas(&["dev", "keygen", "--out", key.to_str().unwrap()]);
+        let stake =
+            daas(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", node, "--amount", "5000"]).trim().to_string();
+        stakes.push((node, key, stake));
+    }
+    let _reaper = Reaper(dir.path().to_path_buf());
+    let mut a = Some(agent(&s, dir.path(), stakes[0].0, &stakes[0].1, &stakes[0].2));
+    let b = agent(&s, dir.path(), stakes[1].0, &stakes[1].1, &stakes[1].2);
+    eventually(Duration::from_secs(30), "both nodes Ready", || {
+        let nodes = json(&s, &["get", "nodes", "-o", "json"]);
+        let ready = nodes["items"].as_array()?.iter().filter(|n| {
+            n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        });
+        (ready.count() == 2).then_some(())
+    });
+    let node = json(&s, &["get", "node", "agent-a", "-o", "json"]);
+    assert_eq!(node["metadata"]["labels"]["k3s-daas.io/stake-tier"], "write");
+    assert!(node["status"]["capacity"]["cpu"].as_str().unwrap().parse::<u32>().unwrap() >= 1, "measured: {}", node["status"]["capacity"]);
+
+    // Three HTTP servers, Ready by their probe, across both nodes.
+    s.kubectl_stdin(&["apply", "-f", "-"], &web(&work)).ok();
+    let pods = eventually(Duration::from_secs(60), "3 ready web pods", || {
+        let ps = json(&s, &["get", "pods", "-l", "app=web", "-o", "json"])["items"].as_array().cloned()?;
+        (ps.len() == 3 && ps.iter().all(|p| p["status"]["phase"] == "Running" && ready(p))).then_some(ps)
+    });
+    let nodes: std::collections::BTreeSet<&str> = pods.iter().filter_map(|p| p["spec"]["nodeName"].as_str()).collect();
+    assert_eq!(nodes.len(), 2, "spread over both agents: {nodes:?}");
+    let name = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let logs = s.kubectl(&["logs", &name]).ok();
+    assert!(logs.contains("serving on"), "{logs}");
+    let out = s.kubectl(&["exec", &name, "--", "sh", "-c", "echo hello from $HOSTNAME; exit 0"]).ok();
+    assert_eq!(out.trim(), format!("hello from {name}"));
+    let failed = s.kubectl(&["exec", &name, "--", "sh", "-c", "exit 7"]);
+    assert_ne!(failed.code, Some(0));
+
+    // SIGKILL agent-a: its node goes NotReady and its pods come back on agent-b.
+    a.take().unwrap().kill();
+    eventually(Duration::from_secs(30), "agent-a NotReady", || {
+        let out = s.kubectl(&["get", "nodes"]).ok();
+        out.lines().any(|l| l.starts_with("agent-a") && l.contains("NotReady")).then_some(())
+    });
+    eventually(Duration::from_secs(90), "3 ready web pods on agent-b", || {
+        let ps = json(&s, &["get", "pods", "-l", "app=web", "-o", "json"])["items"].as_array().cloned()?;
+        let live: Vec<&Value> = ps.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect();
+        (live.len() == 3 && live.iter().all(|p| p["spec"]["nodeName"] == "agent-b" && ready(p))).then_some(())
+    });
+
+    // A container that keeps failing backs off.
+    s.kubectl(&["create", "deployment", "crasher", "--image=busybox", "--", "sh", "-c", "echo boom; exit 3"]).ok();
+    eventually(Duration::from_secs(60), "CrashLoopBackOff", || {
+        let out = s.kubectl(&["get", "pods", "-l", "app=crasher"]).ok();
+        out.contains("CrashLoopBackOff").then_some(())
+    });
+    let logs = s.kubectl(&["logs", "-l", "app=crasher"]).ok();
+    assert!(logs.contains("boom"), "{logs}");
+
+    // No stake, no node: the agent is refused and says why.
+    let key = dir.path().join("nobody.key");
+    daas(&["dev", "keygen", "--out", key.to_str().unwrap()]);
+    let refused = agent(&s, dir.path(), "agent-c", &key, &stakes[0].2).wait_exit(Duration::from_secs(30));
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(refused.stderr.contains("wrong-owner") || refused.stderr.contains("wrong-node"), "{}", refused.stderr);
+
+    // SIGTERM: agent-b cordons its node and stops its pods before it exits.
+    let out = b.terminate(Duration::from_secs(60));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let node = json(&s, &["get", "node", "agent-b", "-o", "json"]);
+    assert_eq!(node["spec"]["unschedulable"], true);
+}
+
+/// Processes a SIGKILLed agent left behind (its pods) die with the test.
+struct Reaper(std::path::PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return };
+        for e in entries.flatten() {
+            let pid = e.file_name().to_string_lossy().to_string();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let mentions = String::from_utf8_lossy(&cmdline).contains(&*self.0.to_string_lossy());
+            if cwd.starts_with(&self.0) || mentions {
+                let _ = std::process::Command::new("kill").args(["-9", &pid]).status();
+            }
+        }
+    }
+}
