@@ -32,6 +32,8 @@ pub enum K8sBench {
     Watch(Watch),
     /// N hollow (simulated) nodes and an R-replica Deployment: time until every pod is bound
     Schedule(crate::bench_sched::Schedule),
+    /// N pods bound to one node: time from creation until its agent reports them Running
+    Podstart(crate::bench_podstart::PodStart),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -107,6 +109,7 @@ pub async fn run(cmd: K8sBench) -> anyhow::Result<()> {
         K8sBench::Pods(p) => pods(p).await,
         K8sBench::Watch(w) => watch(w).await,
         K8sBench::Schedule(s) => crate::bench_sched::run(s).await,
+        K8sBench::Podstart(p) => crate::bench_podstart::run(p).await,
     }
 }
 

@@ -8,6 +8,7 @@ mod agent_cmd;
 mod attest;
 mod bench;
 mod bench_k8s;
+mod bench_podstart;
 mod bench_sched;
 mod config;
 mod dev;
