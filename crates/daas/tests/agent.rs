@@ -188,3 +188,88 @@ impl Drop for Reaper {
         }
     }
 }
+
+#[test]
+fn an_agent_restart_readopts_its_pods_and_a_master_restart_is_rejoined() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _reaper = Reaper(dir.path().to_path_buf());
+    // A fixed port, so the restarted master is where the agent looks for it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = || {
+        let mut cmd = daas_command();
+        cmd.args([
+            "server",
+            "--etcd-listen",
+            "127.0.0.1:0",
+            "--https-listen",
+            &format!("127.0.0.1:{port}"),
+            "--controllers",
+            "*",
+            "--data-dir",
+        ])
+        .arg(&data);
+        Server::start_command(cmd, &data)
+    };
+    let s = start();
+    let key = dir.path().join("w.key");
+    daas(&["dev", "keygen", "--out", key.to_str().unwrap()]);
+    let d = data.to_str().unwrap();
+    let stake =
+        daas(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", "solo", "--amount", "5000"]).trim().to_string();
+    let a = agent(&s, dir.path(), "solo", &key, &stake);
+    s.kubectl(&["create", "deployment", "sleeper", "--image=busybox", "--replicas=2", "--", "sh", "-c", "echo started $$; sleep 3600"])
+        .ok();
+    let pids = |s: &Server| -> Vec<(String, String)> {
+        let ps = json(s, &["get", "pods", "-l", "app=sleeper", "-o", "json"])["items"].as_array().cloned().unwrap_or_default();
+        let mut v: Vec<(String, String)> = ps
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running" && ready(p))
+            .map(|p| {
+                (p["metadata"]["name"].as_str().unwrap_or("").to_string(), p["status"]["containerStatuses"][0]["restartCount"].to_string())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = eventually(Duration::from_secs(60), "2 running sleepers", || {
+        let v = pids(&s);
+        (v.len() == 2).then_some(v)
+    });
+    let logs_before = s.kubectl(&["logs", &before[0].0]).ok();
+
+    // The agent dies and comes back on the same data dir: the same pods, not restarted, same logs.
+    a.kill();
+    let a = agent(&s, dir.path(), "solo", &key, &stake);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = eventually(Duration::from_secs(30), "the sleepers re-adopted", || {
+        let v = pids(&s);
+        (v.len() == 2).then_some(v)
+    });
+    assert_eq!(after, before, "same pods, restart counts unchanged");
+    let procs = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x003600\x00"))
+        .count();
+    assert!(procs >= 2, "the containers still run: {procs}");
+    assert_eq!(s.kubectl(&["logs", &before[0].0]).ok(), logs_before, "logs kept across the agent restart");
+
+    // The master restarts (new enclave key: the agent's token is void); the agent rejoins.
+    s.stop();
+    let s = start();
+    let restarted = k8s_openapi::jiff::Timestamp::now();
+    eventually(Duration::from_secs(60), "a heartbeat after the master restarted", || {
+        let n = json(&s, &["get", "node", "solo", "-o", "json"]);
+        let hb = n["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?["lastHeartbeatTime"].as_str()?.to_string();
+        (hb.parse::<k8s_openapi::jiff::Timestamp>().ok()? > restarted).then_some(())
+    });
+    // Its tunnel is back too (exec goes through it), and the pods never stopped.
+    let out = eventually(Duration::from_secs(30), "exec through the new tunnel", || {
+        let o = s.kubectl(&["exec", &before[0].0, "--", "echo", "still here"]);
+        (o.code == Some(0)).then_some(o.stdout)
+    });
+    assert_eq!(out.trim(), "still here");
+    assert_eq!(pids(&s), before);
+    drop(a);
+}
