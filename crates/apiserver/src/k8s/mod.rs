@@ -282,8 +282,14 @@ impl Api {
             Some(InternalUser(u)) => u.clone(),
             None => match self.authn.authenticate_headers(parts.extensions.get::<PeerCerts>(), &parts.headers) {
                 Ok(Some(u)) => u,
-                Ok(None) => return ApiError::unauthorized().into_response(),
-                Err(e) => return e.into_response(),
+                Ok(None) => {
+                    drain(body).await;
+                    return ApiError::unauthorized().into_response();
+                }
+                Err(e) => {
+                    drain(body).await;
+                    return e.into_response();
+                }
             },
         };
         // An agent's reverse tunnel (see `crate::tunnel`): only that node may open it.
@@ -404,6 +410,7 @@ impl Api {
         if let Err(why) = self.authz.check(&user, &attrs) {
             let e = auth::forbidden(&user, &attrs, &why);
             self.audit(&user, &info, e.code);
+            drain(body).await;
             return e.into_response();
         }
         let labels = metrics::Labels {
@@ -478,6 +485,13 @@ impl Api {
             tracing::warn!(error = %e, "writing the audit log failed");
         }
     }
+}
+
+/// Reads and drops a request body the answer does not need (bounded in size and time): over
+/// HTTP/2, answering while the client is still sending makes the server reset the stream,
+/// and some clients (curl) report that reset instead of the answer.
+async fn drain(body: Body) {
+    let _ = tokio::time::timeout(Duration::from_millis(500), axum::body::to_bytes(body, 1 << 20)).await;
 }
 
 /// The identity of an in-process caller, set as a request extension by the in-process client
