@@ -23,20 +23,20 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, PodTemplateSpec, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, Resource, ResourceExt as _};
+use kube::{Api, Client, ResourceExt as _};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::deployment::{scaled, template_hash};
 use crate::scheduler::core::{NodeState, schedule};
-use crate::util::{Expectations, controller_of, controller_ref, is_pod_active, is_pod_available, is_pod_ready, key, selector_matches};
+use crate::util::{Expectations, claim_pods, controller_ref, create_slow_start, delete_pods, is_pod_available, is_pod_ready, key};
 
 /// The template's hash on each daemon pod; a pod whose value differs is from an old template.
 pub const HASH_LABEL: &str = "controller-revision-hash";
@@ -62,8 +62,6 @@ const HOST_NETWORK_TOLERATION: (&str, &str) = ("node.kubernetes.io/network-unava
 
 /// Most pods one pass creates.
 const BURST: usize = 500;
-/// API calls in flight at once within a pass.
-const IN_FLIGHT: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -554,109 +552,6 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-/// The pods `owner` controls: its own that its selector still matches, and orphans it adopts
-/// (matched, active, and accepted by `member`); its own that stopped matching are released.
-/// Adoption and release carry the pod's uid, so they apply to exactly the pod seen.
-pub(crate) async fn claim_pods<K: Resource<DynamicType = ()>>(
-    owner: &K,
-    selector: &LabelSelector,
-    in_ns: &[Arc<Pod>],
-    api: &Api<Pod>,
-    member: impl Fn(&Pod) -> bool,
-) -> Result<Vec<Arc<Pod>>, kube::Error> {
-    let uid = owner.meta().uid.clone().unwrap_or_default();
-    // apps/v1 validation forbids an empty selector; should one get through, it adopts nothing.
-    let empty =
-        selector.match_labels.as_ref().is_none_or(|m| m.is_empty()) && selector.match_expressions.as_ref().is_none_or(|m| m.is_empty());
-    let adopting = !empty && owner.meta().deletion_timestamp.is_none();
-    let mut owned = Vec::new();
-    for p in in_ns {
-        let matches = selector_matches(Some(selector), p.metadata.labels.as_ref());
-        match controller_of(&p.metadata) {
-            Some(o) if o.uid == uid => {
-                if matches {
-                    owned.push(p.clone());
-                } else if !is_terminating(p) {
-                    let refs: Vec<_> = p.owner_references().iter().filter(|o| o.uid != uid).cloned().collect();
-                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": p.uid()}});
-                    match api.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            None if adopting && matches && is_pod_active(p) && member(p) => {
-                let mut refs = p.owner_references().to_vec();
-                refs.push(controller_ref(owner));
-                let patch = json!({"metadata": {"ownerReferences": refs, "uid": p.uid()}});
-                match api.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                    Ok(adopted) => owned.push(Arc::new(adopted)),
-                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(owned)
-}
-
-/// Creates `pods` in doubling batches (1, 2, 4, …), as kube-controller-manager's slow start
-/// does, so a template the API rejects costs one call rather than hundreds. Stops at the first
-/// batch with an error; returns what was created and that error.
-pub(crate) async fn create_slow_start(api: &Api<Pod>, pods: Vec<Pod>) -> (Vec<Pod>, Option<kube::Error>) {
-    let mut created = Vec::with_capacity(pods.len());
-    let mut rest = pods.into_iter();
-    let mut batch = 1usize;
-    loop {
-        let chunk: Vec<Pod> = rest.by_ref().take(batch).collect();
-        if chunk.is_empty() {
-            return (created, None);
-        }
-        let pp = PostParams::default();
-        let results: Vec<Result<Pod, kube::Error>> = futures::stream::iter(chunk.into_iter().map(|p| {
-            let (api, pp) = (api.clone(), pp.clone());
-            async move { api.create(&pp, &p).await }
-        }))
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-        let mut failed = None;
-        for r in results {
-            match r {
-                Ok(p) => created.push(p),
-                Err(e) => failed = Some(e),
-            }
-        }
-        if failed.is_some() {
-            return (created, failed);
-        }
-        batch = batch.saturating_mul(2);
-    }
-}
-
-/// Deletes pods by (name, uid). The uid precondition makes sure a pod that has been replaced
-/// by a new one of the same name since the cache saw it is left alone.
-pub(crate) async fn delete_pods(api: &Api<Pod>, victims: Vec<(String, String)>) -> Result<(), kube::Error> {
-    let results: Vec<Result<(), kube::Error>> = futures::stream::iter(victims.into_iter().map(|(name, uid)| {
-        let api = api.clone();
-        async move {
-            let dp =
-                DeleteParams { preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..DeleteParams::default() };
-            match api.delete(&name, &dp).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-    }))
-    .buffer_unordered(IN_FLIGHT)
-    .collect()
-    .await;
-    results.into_iter().collect()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -801,7 +696,7 @@ mod tests {
         assert_eq!(labels.get("app").map(String::as_str), Some("agent"));
         assert_eq!(labels.get(HASH_LABEL).map(String::as_str), Some("h1"));
         assert_eq!(labels.get(GENERATION_LABEL).map(String::as_str), Some("3"));
-        assert_eq!(controller_of(&p.metadata).unwrap().uid, "ds-uid");
+        assert_eq!(crate::util::controller_of(&p.metadata).unwrap().uid, "ds-uid");
         let spec = p.spec.as_ref().unwrap();
         assert_eq!(spec.node_name, None);
         assert_eq!(target_node(&p), Some("n2"));

@@ -27,7 +27,6 @@
 //! selector (a Job's pods are the ones it controls). A Job with `managedBy` naming another
 //! controller is left to it.
 
-use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +35,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
@@ -64,8 +63,6 @@ const TERMINATION_POLL: Duration = Duration::from_secs(1);
 const UNSETTLED_POLL: Duration = Duration::from_secs(5);
 /// Most pods one pass creates or deletes.
 const BURST: usize = 500;
-/// API calls in flight at once within a pass.
-const IN_FLIGHT: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -402,18 +399,6 @@ fn as_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// The order in which surplus pods go, as Kubernetes ranks them: unscheduled before
-/// scheduled, pending before running, not ready before ready, newer before older.
-fn deletion_rank(p: &Pod) -> (bool, u8, bool, Reverse<Option<Timestamp>>) {
-    let scheduled = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
-    let phase = match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
-        Some("Pending") | None => 0,
-        Some("Unknown") => 1,
-        _ => 2,
-    };
-    (scheduled, phase, is_pod_ready(p), Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0)))
-}
-
 async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = job.namespace().unwrap_or_default();
     let uid = job.uid().unwrap_or_default();
@@ -460,26 +445,14 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let mut deleted = 0usize;
     if decision.delete > 0 {
         let mut active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_pod_active(p)).cloned().collect();
-        active.sort_by_key(|p| deletion_rank(p));
-        let names: Vec<String> = active.iter().take(decision.delete.min(BURST)).map(|p| p.name_any()).collect();
-        for name in &names {
+        active.sort_by_key(|p| crate::util::deletion_rank(p));
+        let victims: Vec<(String, String)> =
+            active.iter().take(decision.delete.min(BURST)).map(|p| (p.name_any(), p.uid().unwrap_or_default())).collect();
+        for (name, _) in &victims {
             ctx.expectations.expect_delete(&uid, name.clone());
         }
-        deleted = names.len();
-        let results: Vec<Result<(), kube::Error>> = futures::stream::iter(names.into_iter().map(|name| {
-            let api = pods_api.clone();
-            async move {
-                match api.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-                    Err(e) => Err(e),
-                }
-            }
-        }))
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        deleted = victims.len();
+        crate::util::delete_pods(&pods_api, victims).await?;
     }
     let mut created = 0usize;
     if decision.create > 0 {
@@ -542,28 +515,11 @@ pub fn pod_for(job: &Job) -> Pod {
     }
 }
 
-/// Creates up to `need` pods in doubling batches; stops at the first batch with an error.
+/// Creates `need` pods for the Job in doubling batches; stops at the first failure.
 async fn create_slow_start(job: &Job, api: &Api<Pod>, need: usize) -> Vec<Pod> {
-    let pod = pod_for(job);
-    let mut created = Vec::with_capacity(need);
-    let mut batch = 1usize;
-    while created.len() < need {
-        let n = batch.min(need - created.len());
-        let pp = PostParams::default();
-        let results: Vec<Result<Pod, kube::Error>> =
-            futures::stream::iter((0..n).map(|_| api.create(&pp, &pod))).buffer_unordered(IN_FLIGHT).collect().await;
-        let mut failed = None;
-        for r in results {
-            match r {
-                Ok(p) => created.push(p),
-                Err(e) => failed = Some(e),
-            }
-        }
-        if let Some(e) = failed {
-            tracing::warn!(job = %crate::util::key(&job.metadata), error = %e, "creating pods failed; will retry");
-            break;
-        }
-        batch *= 2;
+    let (created, failed) = crate::util::create_slow_start(api, vec![pod_for(job); need]).await;
+    if let Some(e) = failed {
+        tracing::warn!(job = %crate::util::key(&job.metadata), error = %e, "creating pods failed; will retry");
     }
     created
 }

@@ -14,19 +14,17 @@ use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt as _};
 use serde_json::json;
 
-use crate::util::{Expectations, controller_of, controller_ref, is_pod_active, is_pod_available, is_pod_ready, selector_matches};
+use crate::util::{Expectations, controller_ref, is_pod_active, is_pod_available, is_pod_ready};
 
 /// Most pods one pass creates or deletes.
 const BURST: usize = 500;
-/// API calls in flight at once within a pass.
-const IN_FLIGHT: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -59,18 +57,6 @@ fn error_policy(_rs: Arc<ReplicaSet>, e: &Error, _ctx: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_secs(1))
 }
 
-/// The order in which surplus pods go, as kube-controller-manager ranks them: unscheduled
-/// before scheduled, pending before running, not ready before ready, newer before older.
-fn deletion_rank(p: &Pod) -> (bool, u8, bool, std::cmp::Reverse<Option<k8s_openapi::jiff::Timestamp>>) {
-    let scheduled = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
-    let phase = match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
-        Some("Pending") | None => 0,
-        Some("Unknown") => 1,
-        _ => 2,
-    };
-    (scheduled, phase, is_pod_ready(p), std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0)))
-}
-
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = rs.namespace().unwrap_or_default();
     let uid = rs.uid().unwrap_or_default();
@@ -84,33 +70,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
 
     // Adopt orphans the selector matches; release pods that no longer match.
-    let mut owned: Vec<Arc<Pod>> = Vec::new();
-    for p in &in_ns {
-        let matches = selector_matches(Some(&selector), p.metadata.labels.as_ref());
-        match controller_of(&p.metadata) {
-            Some(o) if o.uid == uid => {
-                if matches {
-                    owned.push(p.clone());
-                } else {
-                    let refs: Vec<_> = p.owner_references().iter().filter(|o| o.uid != uid).cloned().collect();
-                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": p.uid()}});
-                    pods_api.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-                }
-            }
-            None if matches && is_pod_active(p) && !selector_is_empty(&selector) => {
-                let mut refs = p.owner_references().to_vec();
-                refs.push(controller_ref(rs.as_ref()));
-                // The uid precondition: adopt exactly the pod we saw.
-                let patch = json!({"metadata": {"ownerReferences": refs, "uid": p.uid()}});
-                match pods_api.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                    Ok(adopted) => owned.push(Arc::new(adopted)),
-                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            _ => {}
-        }
-    }
+    let owned = crate::util::claim_pods(rs.as_ref(), &selector, &in_ns, &pods_api, |_| true).await?;
 
     let present = |name: &str| in_ns.iter().any(|p| p.metadata.name.as_deref() == Some(name));
     let terminating =
@@ -124,7 +84,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     let mut failure: Option<String> = None;
     if settled && active.len() < want {
         let need = (want - active.len()).min(BURST);
-        let (created, failed) = create_slow_start(&rs, &pods_api, need).await;
+        let (created, failed) = create_pods(&rs, &pods_api, need).await;
         failure = failed;
         for p in &created {
             ctx.expectations.expect_add(&uid, p.name_any());
@@ -132,26 +92,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         active.extend(created.into_iter().map(Arc::new));
     } else if settled && active.len() > want {
         let surplus = (active.len() - want).min(BURST);
-        active.sort_by_key(|p| deletion_rank(p));
+        active.sort_by_key(|p| crate::util::deletion_rank(p));
         let victims: Vec<Arc<Pod>> = active.drain(..surplus).collect();
         for p in &victims {
             ctx.expectations.expect_delete(&uid, p.name_any());
         }
-        let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
-        let results: Vec<Result<(), kube::Error>> = futures::stream::iter(names.into_iter().map(|name| {
-            let api = pods_api.clone();
-            async move {
-                match api.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-                    Err(e) => Err(e),
-                }
-            }
-        }))
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        crate::util::delete_pods(&pods_api, victims.iter().map(|p| (p.name_any(), p.uid().unwrap_or_default())).collect()).await?;
     }
 
     // Status, from what this pass saw and did.
@@ -215,12 +161,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
-fn selector_is_empty(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> bool {
-    s.match_labels.as_ref().is_none_or(|m| m.is_empty()) && s.match_expressions.as_ref().is_none_or(|m| m.is_empty())
-}
-
-/// Creates up to `need` pods in doubling batches; stops at the first batch with an error.
-async fn create_slow_start(rs: &ReplicaSet, api: &Api<Pod>, need: usize) -> (Vec<Pod>, Option<String>) {
+/// Creates `need` pods from the template; on a failure, what was created and why not.
+async fn create_pods(rs: &ReplicaSet, api: &Api<Pod>, need: usize) -> (Vec<Pod>, Option<String>) {
     let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     let pod = Pod {
@@ -235,29 +177,13 @@ async fn create_slow_start(rs: &ReplicaSet, api: &Api<Pod>, need: usize) -> (Vec
         spec: template.spec,
         status: None,
     };
-    let mut created = Vec::with_capacity(need);
-    let mut batch = 1usize;
-    while created.len() < need {
-        let n = batch.min(need - created.len());
-        let pp = PostParams::default();
-        let results: Vec<Result<Pod, kube::Error>> =
-            futures::stream::iter((0..n).map(|_| api.create(&pp, &pod))).buffer_unordered(IN_FLIGHT).collect().await;
-        let mut failed = None;
-        for r in results {
-            match r {
-                Ok(p) => created.push(p),
-                Err(e) => failed = Some(e),
-            }
+    let (created, failed) = crate::util::create_slow_start(api, vec![pod; need]).await;
+    let message = failed.map(|e| {
+        tracing::warn!(replicaset = %crate::util::key(&rs.metadata), error = %e, "creating pods failed; will retry");
+        match e {
+            kube::Error::Api(s) => s.message,
+            other => other.to_string(),
         }
-        if let Some(e) = failed {
-            tracing::warn!(replicaset = %crate::util::key(&rs.metadata), error = %e, "creating pods failed; will retry");
-            let message = match &e {
-                kube::Error::Api(s) => s.message.clone(),
-                other => other.to_string(),
-            };
-            return (created, Some(message));
-        }
-        batch *= 2;
-    }
-    (created, None)
+    });
+    (created, message)
 }

@@ -31,9 +31,9 @@ use kube::{Api, Client, ResourceExt as _};
 use parking_lot::Mutex;
 use serde_json::json;
 
-use crate::daemonset::{claim_pods, create_slow_start, delete_pods};
 use crate::deployment::template_hash;
 use crate::util::{Expectations, controller_ref, is_pod_available, is_pod_ready, key};
+use crate::util::{claim_pods, create_slow_start, delete_pods};
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";

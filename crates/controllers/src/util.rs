@@ -4,10 +4,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
-use kube::Resource;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Resource, ResourceExt as _};
 use parking_lot::Mutex;
+use serde_json::json;
+use std::sync::Arc;
 
 /// The controlling owner reference of an object, if any.
 pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
@@ -137,6 +141,124 @@ impl Expectations {
 /// The namespace and name of an object, for logs.
 pub fn key(meta: &ObjectMeta) -> String {
     format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
+}
+
+/// API calls in flight at once when a controller creates or deletes pods.
+const IN_FLIGHT: usize = 32;
+
+/// The order in which surplus pods go, as Kubernetes ranks them: unscheduled before
+/// scheduled, pending before running, not ready before ready, newer before older.
+pub fn deletion_rank(p: &Pod) -> (bool, u8, bool, std::cmp::Reverse<Option<k8s_openapi::jiff::Timestamp>>) {
+    let scheduled = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+    let phase = match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Pending") | None => 0,
+        Some("Unknown") => 1,
+        _ => 2,
+    };
+    (scheduled, phase, is_pod_ready(p), std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0)))
+}
+
+/// The pods `owner` controls: its own that its selector still matches, and orphans it adopts
+/// (matched, active, and accepted by `member`); its own that stopped matching are released.
+/// Adoption and release carry the pod's uid, so they apply to exactly the pod seen.
+pub async fn claim_pods<K: Resource<DynamicType = ()>>(
+    owner: &K,
+    selector: &LabelSelector,
+    in_ns: &[Arc<Pod>],
+    api: &Api<Pod>,
+    member: impl Fn(&Pod) -> bool,
+) -> Result<Vec<Arc<Pod>>, kube::Error> {
+    let uid = owner.meta().uid.clone().unwrap_or_default();
+    // apps/v1 validation forbids an empty selector; should one get through, it adopts nothing.
+    let empty =
+        selector.match_labels.as_ref().is_none_or(|m| m.is_empty()) && selector.match_expressions.as_ref().is_none_or(|m| m.is_empty());
+    let adopting = !empty && owner.meta().deletion_timestamp.is_none();
+    let mut owned = Vec::new();
+    for p in in_ns {
+        let matches = selector_matches(Some(selector), p.metadata.labels.as_ref());
+        match controller_of(&p.metadata) {
+            Some(o) if o.uid == uid => {
+                if matches {
+                    owned.push(p.clone());
+                } else if p.metadata.deletion_timestamp.is_none() {
+                    let refs: Vec<_> = p.owner_references().iter().filter(|o| o.uid != uid).cloned().collect();
+                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": p.uid()}});
+                    match api.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            None if adopting && matches && is_pod_active(p) && member(p) => {
+                let mut refs = p.owner_references().to_vec();
+                refs.push(controller_ref(owner));
+                let patch = json!({"metadata": {"ownerReferences": refs, "uid": p.uid()}});
+                match api.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(adopted) => owned.push(Arc::new(adopted)),
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(owned)
+}
+
+/// Creates `pods` in doubling batches (1, 2, 4, …), as kube-controller-manager's slow start
+/// does, so a template the API rejects costs one call rather than hundreds. Stops at the first
+/// batch with an error; returns what was created and that error.
+pub async fn create_slow_start(api: &Api<Pod>, pods: Vec<Pod>) -> (Vec<Pod>, Option<kube::Error>) {
+    let mut created = Vec::with_capacity(pods.len());
+    let mut rest = pods.into_iter();
+    let mut batch = 1usize;
+    loop {
+        let chunk: Vec<Pod> = rest.by_ref().take(batch).collect();
+        if chunk.is_empty() {
+            return (created, None);
+        }
+        let pp = PostParams::default();
+        let results: Vec<Result<Pod, kube::Error>> = futures::stream::iter(chunk.into_iter().map(|p| {
+            let (api, pp) = (api.clone(), pp.clone());
+            async move { api.create(&pp, &p).await }
+        }))
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+        let mut failed = None;
+        for r in results {
+            match r {
+                Ok(p) => created.push(p),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if failed.is_some() {
+            return (created, failed);
+        }
+        batch = batch.saturating_mul(2);
+    }
+}
+
+/// Deletes pods by (name, uid). The uid precondition makes sure a pod that has been replaced
+/// by a new one of the same name since the cache saw it is left alone.
+pub async fn delete_pods(api: &Api<Pod>, victims: Vec<(String, String)>) -> Result<(), kube::Error> {
+    let results: Vec<Result<(), kube::Error>> = futures::stream::iter(victims.into_iter().map(|(name, uid)| {
+        let api = api.clone();
+        async move {
+            let dp =
+                DeleteParams { preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..DeleteParams::default() };
+            match api.delete(&name, &dp).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    }))
+    .buffer_unordered(IN_FLIGHT)
+    .collect()
+    .await;
+    results.into_iter().collect()
 }
 
 #[cfg(test)]
