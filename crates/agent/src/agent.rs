@@ -160,7 +160,7 @@ pub async fn run(
         on_client(client.clone());
         let token = Arc::new(parking_lot::Mutex::new(joined.token.clone()));
         let machine = Machine::measure(&cfg.data_dir, cfg.max_pods);
-        if let Err(e) = ensure_node(&client, &cfg, &machine).await {
+        if let Err(e) = ensure_node(&client, &cfg, &machine, &pods.runtime_version()).await {
             tracing::warn!(error = %e, "registering the Node failed; rejoining");
             tokio::time::sleep(backoff).await;
             continue;
@@ -198,7 +198,7 @@ pub async fn run(
 
 /// Creates or updates this node's Node: capacity and allocatable as measured, addresses,
 /// nodeInfo, the worker label. The stake tier label is the master's to set (NodeRestriction).
-async fn ensure_node(client: &Client, cfg: &Config, m: &Machine) -> Result<(), kube::Error> {
+async fn ensure_node(client: &Client, cfg: &Config, m: &Machine, runtime_version: &str) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let ip = node_ip(&cfg.server);
     let body = json!({
@@ -218,7 +218,7 @@ async fn ensure_node(client: &Client, cfg: &Config, m: &Machine) -> Result<(), k
     let status = json!({"status": {
         "capacity": m.capacity(), "allocatable": m.capacity(),
         "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": m.hostname}],
-        "nodeInfo": m.node_info("process"),
+        "nodeInfo": m.node_info(runtime_version),
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
     }});
     nodes.patch_status(&cfg.node, &PatchParams::default(), &Patch::Merge(&status)).await?;

@@ -107,14 +107,15 @@ impl Machine {
         })
     }
 
-    pub fn node_info(&self, runtime: &str) -> Value {
+    /// `status.nodeInfo`; `runtime_version` as [`crate::runtime::Runtime::version`] gives it.
+    pub fn node_info(&self, runtime_version: &str) -> Value {
         json!({
             "machineID": self.machine_id,
             "systemUUID": self.machine_id,
             "bootID": self.boot_id,
             "kernelVersion": self.kernel,
             "osImage": self.os_image,
-            "containerRuntimeVersion": format!("{runtime}://{}", env!("CARGO_PKG_VERSION")),
+            "containerRuntimeVersion": runtime_version,
             "kubeletVersion": format!("v1.33.0-daas+{}", env!("CARGO_PKG_VERSION")),
             "kubeProxyVersion": "",
             "operatingSystem": "linux",

@@ -36,13 +36,14 @@ use crate::probes::{self, Outcome, ProbeSpec, Target};
 use crate::quantity::{self, NodeResources};
 use crate::runtime::process::DEFAULT_PATH;
 use crate::runtime::{
-    Adoption, ContainerLaunch, ExecOutput, ExecRequest, Exit, ProcessConfig, ProcessRuntime, Runtime, RuntimeError, Started, StopSignal,
+    Adoption, ContainerLaunch, ExecOutput, ExecRequest, Exit, InstanceId, PodSandbox, ProcessConfig, ProcessRuntime, Runtime, RuntimeError,
+    Started, StopSignal,
 };
 use crate::status::{Current, PodState, SavedState, Terminated};
 use crate::volumes::{self, VolumeInfo};
 
 /// The waiting message of a container without `command`.
-pub const NO_COMMAND: &str = "the process runtime needs spec.containers[].command: images are not pulled (it runs the command on the host)";
+pub use crate::runtime::process::NO_COMMAND;
 
 /// The message of a container that ended while no agent watched and left no exit code.
 const LOST_MESSAGE: &str = "the container's process ended while no agent was watching it and left no exit code";
@@ -206,7 +207,7 @@ impl PodManager {
         for limitation in runtime.limitations() {
             warn!(runtime = runtime.name(), "{limitation}");
         }
-        info!(runtime = runtime.name(), root = %config.root.display(), "pod runtime ready; containers run their command on the host, images are not pulled");
+        info!(runtime = runtime.name(), root = %config.root.display(), "pod runtime ready");
         Arc::new(PodManager {
             shared: Arc::new(Shared { config, runtime, sources, changes: Mutex::new(Vec::new()), events: Mutex::new(Vec::new()) }),
             pods: Mutex::new(HashMap::new()),
@@ -266,13 +267,9 @@ impl PodManager {
                 task.abort();
             }
             entry.cell.abort_tasks();
-            entry.cell.kill_everything();
+            entry.cell.kill_everything().await;
         }
-        let runtime = self.shared.runtime.clone();
-        let owned = uid.to_string();
-        if let Err(e) = tokio::task::spawn_blocking(move || runtime.cleanup_pod(&owned)).await {
-            warn!(%uid, error = %e, "cleaning up the pod's runtime state failed");
-        }
+        self.shared.runtime.cleanup_pod(uid).await;
         if valid_uid(uid) {
             let dir = pod_dir(&self.shared.config.root, uid);
             if let Err(e) = tokio::fs::remove_dir_all(&dir).await
@@ -294,6 +291,11 @@ impl PodManager {
     /// share the host network), startTime. `None` for a pod this manager does not run.
     pub fn status(&self, uid: &str) -> Option<PodStatus> {
         self.cell(uid).ok().map(|c| c.status())
+    }
+
+    /// The runtime's `<name>://<version>` (the node's `containerRuntimeVersion`).
+    pub fn runtime_version(&self) -> String {
+        self.shared.runtime.version()
     }
 
     /// The uids of the pods this manager runs.
@@ -396,7 +398,7 @@ impl PodManager {
             let (id, launch) = rec.running().ok_or_else(|| PodError::NotRunning { pod, container: container.to_string() })?;
             (id, launch.clone())
         };
-        self.shared.runtime.exec(id, &launch, ExecRequest { argv: command, stdin, timeout: None }).await.map_err(PodError::from)
+        self.shared.runtime.exec(&id, &launch, ExecRequest { argv: command, stdin, timeout: None }).await.map_err(PodError::from)
     }
 
     /// Takes back the pods a previous agent left in `root/pods`: running containers are
@@ -599,12 +601,13 @@ impl PodCell {
     }
 
     /// SIGKILL to every instance still recorded as running (after the worker is gone).
-    fn kill_everything(&self) {
-        let st = self.state.lock();
-        for rec in st.containers.iter().chain(st.init.iter()) {
-            if let Some((id, _)) = rec.running() {
-                let _ = self.shared.runtime.signal(id, StopSignal::Kill);
-            }
+    async fn kill_everything(&self) {
+        let running: Vec<InstanceId> = {
+            let st = self.state.lock();
+            st.containers.iter().chain(st.init.iter()).filter_map(|rec| rec.running().map(|(id, _)| id)).collect()
+        };
+        for id in running {
+            let _ = self.shared.runtime.signal(&id, StopSignal::Kill).await;
         }
     }
 
@@ -691,6 +694,8 @@ enum StartFailure {
     Create(String),
     /// The process did not start (`StartError`, exit 128); uses up an attempt.
     Start(String),
+    /// The image is missing and could not be pulled (`ErrImagePull`).
+    Image(String),
 }
 
 /// Why a container must be killed (a failed liveness or startup probe).
@@ -832,8 +837,15 @@ async fn setup_sandbox(cell: &Arc<PodCell>) -> Result<Vec<String>, String> {
     // The directory holds resolved env, which may carry secrets: the agent's eyes only.
     fs::set_permissions(&cell.dir, fs::Permissions::from_mode(0o700)).map_err(|e| format!("securing {}: {e}", cell.dir.display()))?;
     cell.write_pod_json();
-    cell.shared.runtime.prepare_pod(&cell.uid).map_err(|e| e.to_string())?;
     let pod = cell.pod();
+    let sandbox = PodSandbox {
+        uid: cell.uid.clone(),
+        name: pod_name(&pod),
+        namespace: namespace_of(&pod),
+        hostname: hostname_of(&pod),
+        log_dir: cell.dir.join("logs"),
+    };
+    cell.shared.runtime.prepare_pod(&sandbox).await.map_err(|e| e.to_string())?;
     let volumes_dir = cell.dir.join("volumes");
     let already = cell.state.lock().sandbox_ready;
     let (vols, warnings) = if already {
@@ -935,6 +947,17 @@ async fn supervise(cell: Arc<PodCell>, spec: Container, role: Role, mut stop: wa
                         waiting_error(&cell, &spec, role, "CreateContainerError", message);
                         Step::Retry { delay: backoff.next_delay().max(config.backoff_initial) }
                     }
+                    Err(StartFailure::Image(message)) => {
+                        waiting_error(&cell, &spec, role, "ErrImagePull", message);
+                        let delay = backoff.next_delay().max(config.backoff_initial);
+                        let image = spec.image.clone().unwrap_or_default();
+                        cell.update(|s| {
+                            if let Some(r) = s.record_mut(&spec.name) {
+                                r.set_waiting("ImagePullBackOff", Some(format!("Back-off pulling image \"{image}\"")));
+                            }
+                        });
+                        Step::Retry { delay }
+                    }
                     Err(StartFailure::Start(message)) => {
                         cell.event(Some((spec.name.as_str(), role)), "Warning", "Failed", format!("Error: {message}"));
                         Step::Decide { code: 128 }
@@ -992,16 +1015,18 @@ fn waiting_error(cell: &PodCell, spec: &Container, role: Role, reason: &str, mes
 async fn resume(cell: &Arc<PodCell>, spec: &Container, role: Role) -> Step {
     let current = cell.state.lock().record(&spec.name).map(|r| r.current.clone());
     match current {
-        Some(Current::Running { id, launch, started_at, container_id, .. }) => match cell.shared.runtime.adopt(&launch, id) {
+        Some(Current::Running { id, launch, started_at, container_id, .. }) => match cell.shared.runtime.adopt(&launch, &id).await {
             Adoption::Running(started) => {
-                info!(pod = %cell.pod_ref(), container = %spec.name, pid = id.pid, "re-adopted a running container");
+                info!(pod = %cell.pod_ref(), container = %spec.name, instance = %id, "re-adopted a running container");
                 Step::Watch { started, launch, adopted_at: Some(started_at) }
             }
             Adoption::Ended(exit) => {
                 info!(pod = %cell.pod_ref(), container = %spec.name, code = exit.code, "a container ended while no agent was watching");
                 // What it wrote after the last agent stopped reading goes to its log first.
-                let (_done, done_rx) = watch::channel(true);
-                logs::run_tailer(cell.log_files(&spec.name, launch.attempt), done_rx, cell.shared.config.log_poll_max).await;
+                if !cell.shared.runtime.writes_logs() {
+                    let (_done, done_rx) = watch::channel(true);
+                    logs::run_tailer(cell.log_files(&spec.name, launch.attempt), done_rx, cell.shared.config.log_poll_max).await;
+                }
                 let code = exit.code;
                 record_exit(cell, spec, role, &launch, started_at, container_id, &exit);
                 Step::Decide { code }
@@ -1014,10 +1039,6 @@ async fn resume(cell: &Arc<PodCell>, spec: &Container, role: Role) -> Step {
 
 /// Resolves the container's env, argv and mounts and starts an instance.
 async fn start_instance(cell: &Arc<PodCell>, spec: &Container) -> Result<(Started, ContainerLaunch), StartFailure> {
-    let command = spec.command.clone().unwrap_or_default();
-    if command.is_empty() {
-        return Err(StartFailure::Create(NO_COMMAND.to_string()));
-    }
     let pod = cell.pod();
     let config = &cell.shared.config;
     let ctx = cell.context(&pod);
@@ -1028,7 +1049,8 @@ async fn start_instance(cell: &Arc<PodCell>, spec: &Container) -> Result<(Starte
     let env =
         env::container_env(&ctx, spec, &mut fetch, &base, &config.service_env).await.map_err(|e| StartFailure::Config(e.to_string()))?;
     let lookup = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let argv: Vec<String> = command.iter().chain(spec.args.iter().flatten()).map(|a| env::expand(a, lookup)).collect();
+    let command: Vec<String> = spec.command.iter().flatten().map(|a| env::expand(a, lookup)).collect();
+    let args: Vec<String> = spec.args.iter().flatten().map(|a| env::expand(a, lookup)).collect();
     let mounts = {
         let vols = cell.volumes.lock();
         volumes::container_mounts(spec, &vols, &env)
@@ -1045,7 +1067,9 @@ async fn start_instance(cell: &Arc<PodCell>, spec: &Container) -> Result<(Starte
         hostname,
         container: spec.name.clone(),
         attempt,
-        argv,
+        image: spec.image.clone().unwrap_or_default(),
+        command,
+        args,
         env,
         working_dir: spec.working_dir.clone().filter(|w| !w.is_empty()),
         mounts,
@@ -1053,11 +1077,13 @@ async fn start_instance(cell: &Arc<PodCell>, spec: &Container) -> Result<(Starte
         run_as,
         stdout: files.stdout,
         stderr: files.stderr,
+        log: files.log,
         exit_file: cell.dir.join("run").join(format!("{}-{attempt}.exit", spec.name)),
     };
     match cell.shared.runtime.start(launch.clone()).await {
         Ok(started) => Ok((started, launch)),
         Err(RuntimeError::Unsupported(message)) => Err(StartFailure::Create(message)),
+        Err(RuntimeError::Image(message)) => Err(StartFailure::Image(message)),
         Err(e) => {
             // As with a container that was created but did not start, the attempt is used up.
             let message = e.to_string();
@@ -1095,15 +1121,15 @@ async fn watch_instance(
     stop: &mut watch::Receiver<Option<Duration>>,
 ) -> (i32, Ended) {
     let runtime = cell.shared.runtime.clone();
-    let id = started.id;
-    let container_id = format!("{}://{}", runtime.name(), id.pid);
+    let id = started.id.clone();
+    let container_id = id.container_id(runtime.name());
     let started_at = adopted_at.unwrap_or_else(Timestamp::now);
     let has_startup = spec.startup_probe.is_some();
     let has_readiness = spec.readiness_probe.is_some();
     cell.update(|s| {
         if let Some(r) = s.record_mut(&spec.name) {
             r.starts = launch.attempt + 1;
-            r.set_running(started_at, id, container_id.clone(), launch.clone());
+            r.set_running(started_at, id.clone(), container_id.clone(), launch.clone());
             r.started = !has_startup;
             r.ready = !has_startup && !has_readiness && role != Role::Init;
         }
@@ -1114,7 +1140,11 @@ async fn watch_instance(
         cell.event(who, "Normal", "Started", format!("Started container {}", spec.name));
     }
     let (done_tx, done_rx) = watch::channel(false);
-    let tailer = logs::run_tailer(cell.log_files(&spec.name, launch.attempt), done_rx, cell.shared.config.log_poll_max);
+    let tailer = async {
+        if !runtime.writes_logs() {
+            logs::run_tailer(cell.log_files(&spec.name, launch.attempt), done_rx, cell.shared.config.log_poll_max).await;
+        }
+    };
     let target = Target {
         runtime: runtime.clone(),
         id,
@@ -1370,13 +1400,13 @@ async fn terminate(
             }
         }
     }
-    if let Err(e) = runtime.signal(target.id, StopSignal::Term) {
+    if let Err(e) = runtime.signal(&target.id, StopSignal::Term).await {
         debug!(container = %spec.name, error = %e, "SIGTERM not delivered");
     }
     tokio::select! {
         e = &mut exit => e,
         () = tokio::time::sleep_until(deadline) => {
-            if let Err(e) = runtime.signal(target.id, StopSignal::Kill) {
+            if let Err(e) = runtime.signal(&target.id, StopSignal::Kill).await {
                 debug!(container = %spec.name, error = %e, "SIGKILL not delivered");
             }
             exit.await

@@ -179,7 +179,7 @@ pub async fn check(action: &Action, target: &Target, timeout: Duration) -> Outco
 
 async fn exec(argv: &[String], target: &Target, timeout: Duration) -> Outcome {
     let request = ExecRequest { argv: argv.to_vec(), stdin: None, timeout: Some(timeout) };
-    match target.runtime.exec(target.id, &target.launch, request).await {
+    match target.runtime.exec(&target.id, &target.launch, request).await {
         Ok(out) if out.timed_out => Outcome::Failure(format!("command {:?} timed out", argv.join(" "))),
         Ok(out) if out.exit_code == 0 => Outcome::Success,
         Ok(out) => {

@@ -112,7 +112,7 @@ impl ContainerRecord {
     /// The running instance, if any.
     pub fn running(&self) -> Option<(InstanceId, &ContainerLaunch)> {
         match &self.current {
-            Current::Running { id, launch, .. } => Some((*id, &**launch)),
+            Current::Running { id, launch, .. } => Some((id.clone(), &**launch)),
             _ => None,
         }
     }
@@ -508,7 +508,10 @@ mod tests {
             hostname: "p".into(),
             container: "a".into(),
             attempt: 0,
-            argv: vec!["true".into()],
+            image: String::new(),
+            command: vec!["true".into()],
+            args: Vec::new(),
+            log: std::path::PathBuf::new(),
             env: vec![],
             working_dir: None,
             mounts: vec![],
@@ -522,7 +525,7 @@ mod tests {
 
     fn run(r: &mut ContainerRecord) {
         r.starts += 1;
-        r.set_running(Timestamp::UNIX_EPOCH, InstanceId { pid: 1, start_ticks: 1 }, "process://1".into(), launch());
+        r.set_running(Timestamp::UNIX_EPOCH, InstanceId { pid: 1, start_ticks: 1, handle: None }, "process://1".into(), launch());
     }
 
     #[test]

@@ -42,6 +42,18 @@ pub struct AgentArgs {
     /// Most pods this node runs
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// What runs containers: `process` (each container a host process running its command)
+    /// or `containerd` (OCI containers from their images, through containerd's CRI; only in
+    /// builds with the `containerd` feature)
+    #[arg(long, default_value = "process")]
+    runtime: String,
+    /// containerd's socket (runtime containerd)
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    containerd_socket: PathBuf,
+    /// A directory of OCI image archives (*.tar) imported into containerd at start and when a
+    /// pod names a missing image (runtime containerd)
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
 }
 
 /// ConfigMaps and Secrets for pods, read through the agent's client once it has joined.
@@ -74,6 +86,19 @@ impl daas_agent::pods::Sources for ApiSources {
     }
 }
 
+#[cfg(feature = "containerd")]
+async fn containerd_runtime(a: &AgentArgs) -> anyhow::Result<Arc<dyn daas_agent::runtime::Runtime>> {
+    use daas_agent::runtime::containerd::{ContainerdConfig, ContainerdRuntime};
+    let mut config = ContainerdConfig::new(a.containerd_socket.clone());
+    config.image_dir.clone_from(&a.image_dir);
+    Ok(Arc::new(ContainerdRuntime::connect(config).await.map_err(anyhow::Error::msg)?))
+}
+
+#[cfg(not(feature = "containerd"))]
+async fn containerd_runtime(_: &AgentArgs) -> anyhow::Result<Arc<dyn daas_agent::runtime::Runtime>> {
+    anyhow::bail!("--runtime containerd: this daas was built without the containerd feature (cargo build --features containerd)")
+}
+
 pub async fn run(a: AgentArgs) -> anyhow::Result<()> {
     let key = Arc::new(SuiKey::read(&a.sui_key)?);
     let mut policy = daas_tee::Policy::default();
@@ -83,7 +108,12 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<()> {
     policy.danger_accept_simulation |= a.danger_accept_simulation;
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
     let sources = Arc::new(ApiSources::default());
-    let pods = daas_agent::pods::PodManager::new(a.data_dir.clone(), a.node_name.clone(), "127.0.0.1".into(), sources.clone());
+    let pod_config = daas_agent::pods::Config::new(a.data_dir.clone(), a.node_name.clone(), "127.0.0.1".into());
+    let pods = match a.runtime.as_str() {
+        "process" => daas_agent::pods::PodManager::with_config(pod_config, sources.clone()),
+        "containerd" => daas_agent::pods::PodManager::with_runtime(pod_config, containerd_runtime(&a).await?, sources.clone()),
+        other => anyhow::bail!("--runtime {other:?}: expected process or containerd"),
+    };
     let cfg = daas_agent::agent::Config {
         server: a.server.trim_end_matches('/').to_string(),
         node: a.node_name.clone(),

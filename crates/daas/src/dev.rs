@@ -67,6 +67,9 @@ pub enum DevCommand {
         #[arg(long, default_value = "slashed by the development ledger's operator")]
         reason: String,
     },
+    /// Pack host files into an OCI image archive for `daas agent --image-dir` (no registry
+    /// needed), e.g. a static busybox with its applets
+    OciImage(crate::oci_image::OciImageArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -126,6 +129,7 @@ fn request_path(m: &serde_json::Value, method: &str) -> anyhow::Result<(String, 
 pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     match cmd {
+        DevCommand::OciImage(args) => crate::oci_image::run(args)?,
         DevCommand::Keygen { scheme, out } => {
             let key = SuiKey::generate(&scheme)?;
             let text = key.to_suiprivkey()?;

@@ -14,6 +14,7 @@ mod config;
 mod dev;
 mod inproc;
 mod login;
+mod oci_image;
 mod server;
 
 use std::path::PathBuf;

@@ -2,10 +2,14 @@
 //!
 //! A runtime knows nothing of Kubernetes objects: the pod manager resolves env, volumes and
 //! limits into a [`ContainerLaunch`] and asks the runtime to start, signal, adopt or exec in
-//! it. [`ProcessRuntime`] (in `process.rs`) is the default; a containerd/CRI runtime can come
-//! later behind the same trait.
+//! it. [`ProcessRuntime`] (in `process.rs`) is the default; [`containerd::CriRuntime`] (feature
+//! `containerd`) runs the same launches as OCI containers through containerd's CRI service.
 
 pub mod cgroup;
+#[cfg(feature = "containerd")]
+pub mod containerd;
+#[cfg(feature = "containerd")]
+pub mod cri;
 pub mod process;
 
 use std::path::PathBuf;
@@ -18,13 +22,18 @@ use serde::{Deserialize, Serialize};
 pub use process::{Isolation, ProcessConfig, ProcessRuntime};
 
 /// What runs containers. The process runtime (default) runs every container as a child
-/// process on the host; a containerd/CRI runtime may come later behind the same trait.
+/// process on the host; the containerd runtime runs it from its image through CRI.
 ///
 /// Methods that wait return boxed futures so the trait stays object safe
 /// (`Arc<dyn Runtime>`).
 pub trait Runtime: Send + Sync {
-    /// A short name for logs and `containerID` prefixes (`process`).
+    /// A short name for logs and `containerID` prefixes (`process`, `containerd`).
     fn name(&self) -> &'static str;
+
+    /// `<name>://<version>` for the node's `nodeInfo.containerRuntimeVersion`.
+    fn version(&self) -> String {
+        format!("{}://{}", self.name(), env!("CARGO_PKG_VERSION"))
+    }
 
     /// What this runtime cannot enforce on this machine, one sentence each. The pod manager
     /// logs them once at start-up.
@@ -34,8 +43,16 @@ pub trait Runtime: Send + Sync {
     /// at its host directory (see [`crate::PodManager::volume_paths`]).
     fn mounts_volumes(&self) -> bool;
 
-    /// Sets up what the pod's containers share (the process runtime: the pod's cgroup).
-    fn prepare_pod(&self, pod_uid: &str) -> Result<(), RuntimeError>;
+    /// Whether the runtime writes each instance's CRI log at [`ContainerLaunch::log`] itself
+    /// (containerd does); otherwise the pod manager converts [`ContainerLaunch::stdout`] and
+    /// [`ContainerLaunch::stderr`] into it.
+    fn writes_logs(&self) -> bool {
+        false
+    }
+
+    /// Sets up what the pod's containers share (the process runtime: the pod's cgroup;
+    /// containerd: the pod sandbox). Idempotent: an agent restart calls it again.
+    fn prepare_pod<'a>(&'a self, pod: &'a PodSandbox) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
     /// Starts one instance of a container.
     fn start(&self, launch: ContainerLaunch) -> BoxFuture<'_, Result<Started, RuntimeError>>;
@@ -43,17 +60,34 @@ pub trait Runtime: Send + Sync {
     /// Takes over an instance a previous agent started: [`Adoption::Running`] if `id` still
     /// names that live process (its [`Started::exit`] resolves when it ends), otherwise how it
     /// ended while no agent watched.
-    fn adopt(&self, launch: &ContainerLaunch, id: InstanceId) -> Adoption;
+    fn adopt<'a>(&'a self, launch: &'a ContainerLaunch, id: &'a InstanceId) -> BoxFuture<'a, Adoption>;
 
-    /// Sends `signal` to every process of the instance (its process group).
-    fn signal(&self, id: InstanceId, signal: StopSignal) -> Result<(), RuntimeError>;
+    /// Sends `signal` to every process of the instance (its process group; containerd: a
+    /// stop, whose own SIGKILL timeout is far beyond any grace period).
+    fn signal<'a>(&'a self, id: &'a InstanceId, signal: StopSignal) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
     /// Runs a command in the context of a running instance (same env and working
     /// directory; same namespaces and cgroup where the runtime made them).
-    fn exec(&self, id: InstanceId, launch: &ContainerLaunch, request: ExecRequest) -> BoxFuture<'_, Result<ExecOutput, RuntimeError>>;
+    fn exec<'a>(
+        &'a self,
+        id: &'a InstanceId,
+        launch: &'a ContainerLaunch,
+        request: ExecRequest,
+    ) -> BoxFuture<'a, Result<ExecOutput, RuntimeError>>;
 
     /// Removes what [`Runtime::prepare_pod`] set up, once every container has ended.
-    fn cleanup_pod(&self, pod_uid: &str);
+    fn cleanup_pod<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// What a runtime learns about a pod when it prepares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodSandbox {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub hostname: String,
+    /// The directory holding the pod's container logs (`<container>/<attempt>.log`).
+    pub log_dir: PathBuf,
 }
 
 /// A host directory made visible at a path inside the container.
@@ -86,8 +120,15 @@ pub struct ContainerLaunch {
     pub container: String,
     /// The restart count this instance runs as.
     pub attempt: u32,
-    /// `command` + `args`, `$(VAR)` references expanded.
-    pub argv: Vec<String>,
+    /// The container's `image` (the process runtime only records it).
+    #[serde(default)]
+    pub image: String,
+    /// `command`, `$(VAR)` references expanded; empty means the image's entrypoint.
+    pub command: Vec<String>,
+    /// `args`, `$(VAR)` references expanded; empty with an empty `command` means the image's
+    /// default arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
     pub mounts: Vec<Mount>,
@@ -98,17 +139,49 @@ pub struct ContainerLaunch {
     /// the CRI log).
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    /// The instance's CRI log, written by the runtime when [`Runtime::writes_logs`].
+    #[serde(default)]
+    pub log: PathBuf,
     /// Where the instance's exit code is written when it ends, so that a later agent learns
     /// it too.
     pub exit_file: PathBuf,
 }
 
-/// Which process is a container instance: its pid and the start time `/proc/<pid>/stat`
-/// gave for it (clock ticks since boot), so that a reused pid is never mistaken for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+impl ContainerLaunch {
+    /// `command` followed by `args`.
+    pub fn argv(&self) -> Vec<String> {
+        self.command.iter().chain(&self.args).cloned().collect()
+    }
+}
+
+/// Which container instance this is. The process runtime: its pid and the start time
+/// `/proc/<pid>/stat` gave for it (clock ticks since boot), so that a reused pid is never
+/// mistaken for it. A CRI runtime: the runtime's container id (`handle`; pid and ticks 0).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InstanceId {
     pub pid: u32,
     pub start_ticks: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+}
+
+impl InstanceId {
+    /// The instance's `containerID` as pod status reports it (`<runtime>://<id>`).
+    pub fn container_id(&self, runtime: &str) -> String {
+        match &self.handle {
+            Some(h) => format!("{runtime}://{h}"),
+            None => format!("{runtime}://{}", self.pid),
+        }
+    }
+}
+
+impl std::fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.handle {
+            Some(h) => f.write_str(h.get(..12).unwrap_or(h)),
+            None => write!(f, "pid {}", self.pid),
+        }
+    }
 }
 
 /// How an instance ended.
@@ -193,9 +266,15 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    /// The image is not on this node and could not be pulled (reported as `ErrImagePull`).
+    #[error("{0}")]
+    Image(String),
     /// The instance is not running any more.
-    #[error("the container's process {0} is not running")]
-    NotRunning(u32),
+    #[error("the container {0} is not running")]
+    NotRunning(String),
+    /// The runtime's service failed or is unreachable.
+    #[error("{0}")]
+    Service(String),
     /// A file or cgroup operation failed.
     #[error("{context}: {source}")]
     Io {

@@ -33,7 +33,12 @@ use tokio::process::Command;
 use tokio::sync::watch;
 
 use super::cgroup::Cgroups;
-use super::{Adoption, ContainerLaunch, ExecOutput, ExecRequest, Exit, InstanceId, Mount, Runtime, RuntimeError, Started, StopSignal};
+use super::{
+    Adoption, ContainerLaunch, ExecOutput, ExecRequest, Exit, InstanceId, Mount, PodSandbox, Runtime, RuntimeError, Started, StopSignal,
+};
+
+/// Why a container without `command` cannot run on the process runtime.
+pub const NO_COMMAND: &str = "the process runtime needs spec.containers[].command: images are not pulled (it runs the command on the host)";
 
 /// Docker's default `PATH`, used when a container sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -195,8 +200,8 @@ impl ProcessRuntime {
     }
 
     fn spawn(&self, launch: &ContainerLaunch) -> Result<Started, RuntimeError> {
-        let Some(program) = launch.argv.first() else {
-            return Err(RuntimeError::Unsupported("the container has no command".to_string()));
+        let Some(program) = launch.command.first() else {
+            return Err(RuntimeError::Unsupported(NO_COMMAND.to_string()));
         };
         check_executable(program, &launch.env, &launch.mounts, self.ns.is_some())?;
         let cgroup = match &self.cgroups {
@@ -224,7 +229,7 @@ impl ProcessRuntime {
         cmd.arg("-c")
             .arg(script)
             .arg("sh")
-            .args(&launch.argv)
+            .args(launch.argv())
             .env_clear()
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -234,12 +239,12 @@ impl ProcessRuntime {
             .kill_on_drop(false);
         let mut child = cmd.spawn().map_err(|source| RuntimeError::Spawn { what: format!("container {}", launch.container), source })?;
         let Some(pid) = child.id() else {
-            return Err(RuntimeError::NotRunning(0));
+            return Err(RuntimeError::NotRunning(launch.container.clone()));
         };
         // Our child is not reaped before `wait`, so its /proc entry exists even if it already
         // ended.
         let start_ticks = proc_stat(pid).map_or(0, |s| s.start_ticks);
-        let id = InstanceId { pid, start_ticks };
+        let id = InstanceId { pid, start_ticks, handle: None };
         let exit_file = launch.exit_file.clone();
         let exit = async move {
             let status = child.wait().await;
@@ -287,33 +292,33 @@ impl ProcessRuntime {
 
     /// The process whose namespaces an exec enters: the wrapper, pid 1 inside, which is the
     /// child of `unshare` (forked right after the start, so it may take a moment to appear).
-    async fn namespace_target(&self, id: InstanceId) -> Result<u32, RuntimeError> {
-        let known = self.ns_targets.lock().get(&id).copied();
+    async fn namespace_target(&self, id: &InstanceId) -> Result<u32, RuntimeError> {
+        let known = self.ns_targets.lock().get(id).copied();
         if let Some(target) = known {
             return Ok(target);
         }
         for _ in 0..50 {
             if proc_stat(id.pid).map(|s| s.start_ticks) != Some(id.start_ticks) {
-                return Err(RuntimeError::NotRunning(id.pid));
+                return Err(RuntimeError::NotRunning(id.to_string()));
             }
             if let Some(child) = children_of(id.pid).into_iter().next() {
                 let mut known = self.ns_targets.lock();
                 if known.len() >= 1024 {
-                    known.retain(|k, _| is_alive(*k));
+                    known.retain(|k, _| is_alive(k));
                 }
-                known.insert(id, child);
+                known.insert(id.clone(), child);
                 return Ok(child);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Err(RuntimeError::NotRunning(id.pid))
+        Err(RuntimeError::NotRunning(id.to_string()))
     }
 
     /// The command an exec runs: `sh -c` joining the cgroup, then (namespaced) `nsenter`
     /// into the namespaces of `target`, then `cd` and the command.
     fn exec_command(
         &self,
-        id: InstanceId,
+        id: &InstanceId,
         target: Option<u32>,
         launch: &ContainerLaunch,
         request: &ExecRequest,
@@ -322,7 +327,7 @@ impl ProcessRuntime {
             return Err(RuntimeError::Unsupported("exec needs a command".to_string()));
         }
         if proc_stat(id.pid).map(|s| s.start_ticks) != Some(id.start_ticks) {
-            return Err(RuntimeError::NotRunning(id.pid));
+            return Err(RuntimeError::NotRunning(id.to_string()));
         }
         let mut outer = String::new();
         if let Some(cg) = &self.cgroups {
@@ -364,31 +369,66 @@ impl Runtime for ProcessRuntime {
         self.ns.is_some()
     }
 
-    fn prepare_pod(&self, pod_uid: &str) -> Result<(), RuntimeError> {
-        match &self.cgroups {
+    fn prepare_pod<'a>(&'a self, pod: &'a PodSandbox) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        let result = match &self.cgroups {
             Some(cg) => cg
-                .prepare_pod(pod_uid)
-                .map_err(|source| RuntimeError::Io { context: format!("creating the cgroup of pod {pod_uid}"), source }),
+                .prepare_pod(&pod.uid)
+                .map_err(|source| RuntimeError::Io { context: format!("creating the cgroup of pod {}", pod.uid), source }),
             None => Ok(()),
-        }
+        };
+        futures::future::ready(result).boxed()
     }
 
     fn start(&self, launch: ContainerLaunch) -> BoxFuture<'_, Result<Started, RuntimeError>> {
         Box::pin(async move { self.spawn(&launch) })
     }
 
-    fn adopt(&self, launch: &ContainerLaunch, id: InstanceId) -> Adoption {
+    fn adopt<'a>(&'a self, launch: &'a ContainerLaunch, id: &'a InstanceId) -> BoxFuture<'a, Adoption> {
+        futures::future::ready(self.adopt_now(launch, id.clone())).boxed()
+    }
+
+    fn signal<'a>(&'a self, id: &'a InstanceId, signal: StopSignal) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        futures::future::ready(signal_group(id, signal)).boxed()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        id: &'a InstanceId,
+        launch: &'a ContainerLaunch,
+        request: ExecRequest,
+    ) -> BoxFuture<'a, Result<ExecOutput, RuntimeError>> {
+        Box::pin(async move {
+            let target = match self.ns {
+                Some(_) => Some(self.namespace_target(id).await?),
+                None => None,
+            };
+            let cmd = self.exec_command(id, target, launch, &request)?;
+            run_exec(cmd, request.stdin, request.timeout).await
+        })
+    }
+
+    fn cleanup_pod<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, ()> {
+        if let Some(cg) = &self.cgroups {
+            cg.remove_pod(pod_uid);
+        }
+        futures::future::ready(()).boxed()
+    }
+}
+
+impl ProcessRuntime {
+    fn adopt_now(&self, launch: &ContainerLaunch, id: InstanceId) -> Adoption {
         let exit_file = launch.exit_file.clone();
-        if !is_alive(id) {
+        if !is_alive(&id) {
             // The OOM count before it is unknown, so an OOM kill cannot be told apart here.
             return Adoption::Ended(exit_from_file(&exit_file, false));
         }
         let cgroup = self.cgroups.as_ref().map(|c| c.container_dir(&launch.pod_uid, &launch.container));
         let oom_before = cgroup.as_deref().map_or(0, Cgroups::oom_kills);
         let poll = self.adopt_poll;
+        let watched = id.clone();
         let exit = async move {
             // Not our child: nothing to wait on but /proc.
-            while is_alive(id) {
+            while is_alive(&watched) {
                 tokio::time::sleep(poll).await;
             }
             let oom_killed = cgroup.as_deref().is_some_and(|d| Cgroups::oom_kills(d) > oom_before);
@@ -397,38 +437,21 @@ impl Runtime for ProcessRuntime {
         .boxed();
         Adoption::Running(Started { id, exit })
     }
+}
 
-    fn signal(&self, id: InstanceId, signal: StopSignal) -> Result<(), RuntimeError> {
-        // The start time proves the pid (and so the group id) is still the instance's.
-        if proc_stat(id.pid).map(|s| s.start_ticks) != Some(id.start_ticks) {
-            return Err(RuntimeError::NotRunning(id.pid));
-        }
-        let sig = match signal {
-            StopSignal::Term => Signal::TERM,
-            StopSignal::Kill => Signal::KILL,
-        };
-        let pid = i32::try_from(id.pid).ok().and_then(Pid::from_raw).ok_or(RuntimeError::NotRunning(id.pid))?;
-        rustix::process::kill_process_group(pid, sig)
-            .map_err(|e| RuntimeError::Io { context: format!("signalling process group {}", id.pid), source: io::Error::from(e) })
+/// SIGTERM or SIGKILL to the instance's process group.
+fn signal_group(id: &InstanceId, signal: StopSignal) -> Result<(), RuntimeError> {
+    // The start time proves the pid (and so the group id) is still the instance's.
+    if proc_stat(id.pid).map(|s| s.start_ticks) != Some(id.start_ticks) {
+        return Err(RuntimeError::NotRunning(id.to_string()));
     }
-
-    fn exec(&self, id: InstanceId, launch: &ContainerLaunch, request: ExecRequest) -> BoxFuture<'_, Result<ExecOutput, RuntimeError>> {
-        let launch = launch.clone();
-        Box::pin(async move {
-            let target = match self.ns {
-                Some(_) => Some(self.namespace_target(id).await?),
-                None => None,
-            };
-            let cmd = self.exec_command(id, target, &launch, &request)?;
-            run_exec(cmd, request.stdin, request.timeout).await
-        })
-    }
-
-    fn cleanup_pod(&self, pod_uid: &str) {
-        if let Some(cg) = &self.cgroups {
-            cg.remove_pod(pod_uid);
-        }
-    }
+    let sig = match signal {
+        StopSignal::Term => Signal::TERM,
+        StopSignal::Kill => Signal::KILL,
+    };
+    let pid = i32::try_from(id.pid).ok().and_then(Pid::from_raw).ok_or_else(|| RuntimeError::NotRunning(id.to_string()))?;
+    rustix::process::kill_process_group(pid, sig)
+        .map_err(|e| RuntimeError::Io { context: format!("signalling process group {}", id.pid), source: io::Error::from(e) })
 }
 
 /// Whether `unshare` can make the namespaces containers get (root in a container without
@@ -631,7 +654,7 @@ fn parse_stat(s: &str) -> Option<ProcStat> {
 }
 
 /// Whether `id` still names a live (not zombie) process.
-pub fn is_alive(id: InstanceId) -> bool {
+pub fn is_alive(id: &InstanceId) -> bool {
     proc_stat(id.pid).is_some_and(|s| s.start_ticks == id.start_ticks && s.state != 'Z' && s.state != 'X')
 }
 
