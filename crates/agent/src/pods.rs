@@ -815,10 +815,9 @@ async fn prepare_sandbox(cell: &Arc<PodCell>, stop: &mut watch::Receiver<Option<
                 });
                 return true;
             }
-            Err(e) => {
-                let message = format!("MountVolume.SetUp failed: {e}");
+            Err((reason, message)) => {
                 warn!(pod = %cell.pod_ref(), "{message}");
-                cell.event(None, "Warning", "FailedMount", message.clone());
+                cell.event(None, "Warning", reason, message.clone());
                 cell.update(|s| s.sandbox_message = Some(message));
                 let delay = backoff.next_delay().max(config.backoff_initial);
                 if sleep_or_stop(delay, stop).await {
@@ -829,13 +828,17 @@ async fn prepare_sandbox(cell: &Arc<PodCell>, stop: &mut watch::Receiver<Option<
     }
 }
 
-async fn setup_sandbox(cell: &Arc<PodCell>) -> Result<Vec<String>, String> {
+/// Prepares the pod's directories, runtime sandbox and volumes. The error is an event reason
+/// and its message, as the kubelet words them.
+async fn setup_sandbox(cell: &Arc<PodCell>) -> Result<Vec<String>, (&'static str, String)> {
+    let mount_failed = |e: String| ("FailedMount", format!("MountVolume.SetUp failed: {e}"));
     for sub in ["volumes", "logs", "run"] {
         let d = cell.dir.join(sub);
-        fs::create_dir_all(&d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+        fs::create_dir_all(&d).map_err(|e| mount_failed(format!("creating {}: {e}", d.display())))?;
     }
     // The directory holds resolved env, which may carry secrets: the agent's eyes only.
-    fs::set_permissions(&cell.dir, fs::Permissions::from_mode(0o700)).map_err(|e| format!("securing {}: {e}", cell.dir.display()))?;
+    fs::set_permissions(&cell.dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| mount_failed(format!("securing {}: {e}", cell.dir.display())))?;
     cell.write_pod_json();
     let pod = cell.pod();
     let sandbox = PodSandbox {
@@ -845,7 +848,11 @@ async fn setup_sandbox(cell: &Arc<PodCell>) -> Result<Vec<String>, String> {
         hostname: hostname_of(&pod),
         log_dir: cell.dir.join("logs"),
     };
-    cell.shared.runtime.prepare_pod(&sandbox).await.map_err(|e| e.to_string())?;
+    cell.shared
+        .runtime
+        .prepare_pod(&sandbox)
+        .await
+        .map_err(|e| ("FailedCreatePodSandBox", format!("Failed to create pod sandbox: {e}")))?;
     let volumes_dir = cell.dir.join("volumes");
     let already = cell.state.lock().sandbox_ready;
     let (vols, warnings) = if already {
@@ -856,7 +863,7 @@ async fn setup_sandbox(cell: &Arc<PodCell>) -> Result<Vec<String>, String> {
         let ctx = cell.context(&pod);
         let ns = namespace_of(&pod);
         let mut fetch = Fetcher::new(cell.shared.sources.as_ref(), &ns);
-        volumes::prepare_volumes(&ctx, &volumes_dir, &mut fetch).await.map_err(|e| e.to_string())?
+        volumes::prepare_volumes(&ctx, &volumes_dir, &mut fetch).await.map_err(|e| mount_failed(e.to_string()))?
     };
     let mounts_something = pod.spec.as_ref().is_some_and(|s| {
         s.containers.iter().chain(s.init_containers.iter().flatten()).any(|c| c.volume_mounts.as_ref().is_some_and(|m| !m.is_empty()))

@@ -512,7 +512,9 @@ fn namespaces() -> cri::NamespaceOption {
 fn sandbox_config(pod: &PodSandbox, attempt: u32) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata { name: pod.name.clone(), uid: pod.uid.clone(), namespace: pod.namespace.clone(), attempt }),
-        hostname: pod.hostname.clone(),
+        // The sandbox shares the node's network and with it the node's UTS namespace, where
+        // runc refuses to set a hostname.
+        hostname: String::new(),
         log_directory: pod.log_dir.to_string_lossy().into_owned(),
         labels: labels(&[
             (LABEL_POD_UID, &pod.uid),
