@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests drive when missing (Debian's etcd-client for
 # etcdctl, etcd-server for the reference etcd, kubernetes-client if no kubectl is on the PATH,
+# containerd, runc and busybox-static for the containerd runtime's suite,
 # the Python kubernetes client from PyPI, Mysten's TypeScript SDK and Move parser from npm),
 # then checks formatting and lints (clippy, warnings as errors) and runs every test.
 set -euo pipefail
@@ -10,6 +11,11 @@ need_apt=()
 command -v etcdctl >/dev/null || need_apt+=(etcd-client)
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 command -v etcd >/dev/null || need_apt+=(etcd-server)
+# The containerd runtime's suite starts its own containerd (it skips, saying why, where
+# containerd cannot run); its images hold a static busybox.
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || need_apt+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} (Debian packages) for the tests" >&2
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
@@ -33,5 +39,6 @@ fi
 # Debian's etcd package may start a system etcd on 2379; our tests use their own ports.
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo test --workspace --no-fail-fast 2>&1
+# One feature set for lints and tests (one build): the containerd runtime is compiled in.
+cargo clippy --workspace --all-targets --features daas/containerd --quiet -- -D warnings
+cargo test --workspace --features daas/containerd --no-fail-fast 2>&1

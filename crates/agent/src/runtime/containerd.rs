@@ -606,8 +606,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn container_configs_carry_what_the_pod_asked_for() {
+    #[tokio::test]
+    async fn container_configs_carry_what_the_pod_asked_for() {
         let pod = PodSandbox {
             uid: "u1".into(),
             name: "web-0".into(),
