@@ -137,7 +137,7 @@ fn split_reference(r: &str) -> anyhow::Result<(String, String)> {
     }
     let last = r.rsplit('/').next().unwrap_or(r);
     match last.rsplit_once(':') {
-        Some((_, tag)) if tag.is_empty() => bail!("--ref {r:?}: empty tag"),
+        Some((_, "")) => bail!("--ref {r:?}: empty tag"),
         Some((_, tag)) => Ok((r[..r.len() - tag.len() - 1].to_string(), tag.to_string())),
         None => Ok((r.to_string(), "latest".to_string())),
     }
