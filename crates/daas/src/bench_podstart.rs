@@ -34,6 +34,9 @@ pub struct PodStart {
     /// Give up after this many seconds
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// The pods' image (what the containerd runtime runs; the process runtime records it)
+    #[arg(long, default_value = "busybox")]
+    image: String,
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
@@ -52,17 +55,18 @@ pub async fn run(a: PodStart) -> anyhow::Result<()> {
     let mut events = watcher(pods.clone(), watcher::Config::default().labels("bench=podstart")).default_backoff().applied_objects().boxed();
     let created: std::sync::Arc<parking_lot::Mutex<BTreeMap<String, Instant>>> = Default::default();
     let creator = {
-        let (pods, created, node, count, clients) = (pods.clone(), created.clone(), a.node.clone(), a.count, a.clients);
+        let (pods, created, node, count, clients, image) =
+            (pods.clone(), created.clone(), a.node.clone(), a.count, a.clients, a.image.clone());
         tokio::spawn(async move {
             futures::stream::iter(0..count)
                 .for_each_concurrent(clients, |i| {
-                    let (pods, created, node) = (pods.clone(), created.clone(), node.clone());
+                    let (pods, created, node, image) = (pods.clone(), created.clone(), node.clone(), image.clone());
                     async move {
                         let name = format!("start-{i}");
                         let p: Pod = match serde_json::from_value(json!({
                             "metadata": {"name": name, "labels": {"bench": "podstart"}},
                             "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
-                                "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]},
+                                "containers": [{"name": "main", "image": image, "command": ["sleep", "3600"]}]},
                         })) {
                             Ok(p) => p,
                             Err(_) => return,
