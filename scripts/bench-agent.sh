@@ -28,6 +28,7 @@ PORT=26655
 SPID=""; APID=""; CPID=""
 IMAGE=busybox; AGENT_ARGS=()
 cleanup() {
+  set +e
   [[ -n "$APID" ]] && kill "$APID" 2>/dev/null
   [[ -n "$SPID" ]] && kill "$SPID" 2>/dev/null
   if [[ -n "$CPID" ]]; then
@@ -85,12 +86,17 @@ for i in $(seq 1 "$RUNS"); do
     >>"$WORK/agent.log" 2>&1 &
   APID=$!
   export KUBECONFIG="$WORK/data/admin.kubeconfig"
+  for _ in $(seq 1 600); do kubectl get node bench-agent >/dev/null 2>&1 && break; sleep 0.1; done
   kubectl wait --for=condition=Ready node/bench-agent --timeout=60s >/dev/null
   sleep 10
   IDLE=$(rss_mib "$APID")
   "$DAAS" bench k8s podstart --json --kubeconfig "$KUBECONFIG" --node bench-agent --count $COUNT --timeout 120 --image "$IMAGE" \
     | python3 -c "import json,sys; r=json.load(sys.stdin); r['idle_rss_mib']=$IDLE; r['busy_rss_mib']=float('$(rss_mib "$APID")'); print(json.dumps(r))" >>"$WORK/runs"
   kill "$APID"; wait "$APID" 2>/dev/null || true; APID=""
+  if [[ -n "$CPID" ]]; then
+    LEFT=$(ctr --address "$WORK/ctd/containerd.sock" --namespace k8s.io containers list -q | wc -l)
+    ((LEFT == 0)) || echo "warning: $LEFT containers left in containerd after the agent stopped" >&2
+  fi
   kill "$SPID"; wait "$SPID" 2>/dev/null || true; SPID=""
 done
 

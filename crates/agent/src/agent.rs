@@ -328,7 +328,9 @@ async fn pod_loop(client: Client, node: String, pods: Arc<PodManager>) {
         for p in deleted {
             let uid = p.uid().unwrap_or_default();
             known.remove(&uid);
-            pods.remove(&uid, Some(Duration::ZERO)).await;
+            // On its own task, as graceful removals are: the watch may be cut short.
+            let pods = pods.clone();
+            tokio::spawn(async move { pods.remove(&uid, Some(Duration::ZERO)).await });
         }
         for p in applied {
             let uid = p.uid().unwrap_or_default();
@@ -397,9 +399,13 @@ async fn shut_down(client: &Client, cfg: &Config, pods: &Arc<PodManager>) {
     if let Err(e) = nodes.patch(&cfg.node, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": true}}))).await {
         tracing::warn!(error = %e, "cordoning the node");
     }
-    for uid in pods.uids() {
+    // Every pod stops at once (each within its own grace period), then each is reported.
+    let stop = pods.uids().into_iter().map(|uid| async move {
         let name = pods.pod_name(&uid);
         pods.remove(&uid, None).await;
+        name
+    });
+    for name in futures::future::join_all(stop).await {
         if let Some((ns, name)) = name {
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
             let now = k8s_openapi::jiff::Timestamp::now().to_string();
@@ -411,5 +417,7 @@ async fn shut_down(client: &Client, cfg: &Config, pods: &Arc<PodManager>) {
             let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
         }
     }
+    // Pods deleted just before the shutdown are still being stopped by their own tasks.
+    pods.removals_done().await;
     tracing::info!(node = %cfg.node, "cordoned, pods stopped; agent exiting");
 }

@@ -162,6 +162,24 @@ pub enum PodError {
 pub struct PodManager {
     shared: Arc<Shared>,
     pods: Mutex<HashMap<String, PodEntry>>,
+    /// Removals under way (see [`PodManager::removals_done`]).
+    removals: watch::Sender<usize>,
+}
+
+/// Counts one removal under way for as long as it lives (also when its future is dropped).
+struct Removing<'a>(&'a watch::Sender<usize>);
+
+impl<'a> Removing<'a> {
+    fn new(counter: &'a watch::Sender<usize>) -> Removing<'a> {
+        counter.send_modify(|n| *n += 1);
+        Removing(counter)
+    }
+}
+
+impl Drop for Removing<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 struct PodEntry {
@@ -211,6 +229,7 @@ impl PodManager {
         Arc::new(PodManager {
             shared: Arc::new(Shared { config, runtime, sources, changes: Mutex::new(Vec::new()), events: Mutex::new(Vec::new()) }),
             pods: Mutex::new(HashMap::new()),
+            removals: watch::Sender::new(0),
         })
     }
 
@@ -256,6 +275,7 @@ impl PodManager {
     /// `grace` — or the deletion's or the pod's grace period — then SIGKILL) and removes its
     /// processes, cgroups and directory. Resolves when done.
     pub async fn remove(&self, uid: &str, grace: Option<Duration>) {
+        let _counted = Removing::new(&self.removals);
         let entry = self.pods.lock().remove(uid);
         if let Some(entry) = entry {
             let grace = grace.unwrap_or_else(|| entry.cell.grace());
@@ -278,6 +298,13 @@ impl PodManager {
                 warn!(dir = %dir.display(), error = %e, "removing the pod directory failed");
             }
         }
+    }
+
+    /// Resolves when no removal is under way (the agent waits for this before it exits, so
+    /// that a pod deleted just before leaves no process or container behind).
+    pub async fn removals_done(&self) {
+        let mut rx = self.removals.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// Removes every pod (the agent's shutdown): all stop in parallel.

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
@@ -59,6 +60,55 @@ impl ContainerdConfig {
     }
 }
 
+/// Container id → the futures waiting for its exit.
+type Waiters = HashMap<String, Vec<tokio::sync::oneshot::Sender<Exit>>>;
+
+/// Runs until the runtime is gone: every `poll`, one list of this agent's containers; the
+/// exit of each watched container that ended (or vanished) goes to its waiters.
+async fn poll_exits(client: CriClient, waiters: std::sync::Weak<Mutex<Waiters>>, poll: Duration) {
+    let mut failures = 0u32;
+    loop {
+        tokio::time::sleep(poll).await;
+        let Some(waiters) = waiters.upgrade() else { return };
+        let watched: Vec<String> = waiters.lock().keys().cloned().collect();
+        if watched.is_empty() {
+            continue;
+        }
+        let filter = cri::ContainerFilter { label_selector: labels(&[(LABEL_MANAGED, "true")]), ..Default::default() };
+        let listed = match client.list_containers(cri::ListContainersRequest { filter: Some(filter) }).await {
+            Ok(r) => {
+                failures = 0;
+                r.containers
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(100) {
+                    warn!(error = %e, "asking containerd for its containers failed");
+                }
+                continue;
+            }
+        };
+        let state: HashMap<&str, i32> = listed.iter().map(|c| (c.id.as_str(), c.state)).collect();
+        for id in watched {
+            let running = state.get(id.as_str()).is_some_and(|&s| s != cri::ContainerState::ContainerExited as i32);
+            if running {
+                continue;
+            }
+            let exit = match client.container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await {
+                Ok(r) => match r.status.as_ref().and_then(exit_of) {
+                    Some(exit) => exit,
+                    None => continue,
+                },
+                Err(e) if e.is_not_found() => lost(),
+                Err(_) => continue,
+            };
+            for tx in waiters.lock().remove(&id).unwrap_or_default() {
+                let _ = tx.send(exit.clone());
+            }
+        }
+    }
+}
+
 /// A pod's sandbox as this agent made it.
 #[derive(Debug, Clone)]
 struct Sandbox {
@@ -73,6 +123,8 @@ pub struct ContainerdRuntime {
     ctr: Option<PathBuf>,
     version: String,
     sandboxes: Mutex<HashMap<String, Sandbox>>,
+    /// Who waits for which container to end (see [`ContainerdRuntime::watch_exit`]).
+    exits: Arc<Mutex<Waiters>>,
     /// Serializes imports (two pods naming one missing image import it once).
     importing: tokio::sync::Mutex<()>,
 }
@@ -94,12 +146,15 @@ impl ContainerdRuntime {
             .map_err(|s| format!("containerd's CRI service at {} does not answer: {}", config.socket.display(), s.message()))?;
         let version = format!("{}://{}", v.runtime_name, v.runtime_version);
         let ctr = config.ctr.clone().or_else(|| super::process::find_program("ctr"));
+        let exits = Arc::new(Mutex::new(Waiters::new()));
+        tokio::spawn(poll_exits(client.clone(), Arc::downgrade(&exits), config.exit_poll));
         let rt = ContainerdRuntime {
             client,
             config,
             ctr,
             version,
             sandboxes: Mutex::new(HashMap::new()),
+            exits,
             importing: tokio::sync::Mutex::new(()),
         };
         rt.import_images().await;
@@ -261,32 +316,13 @@ impl ContainerdRuntime {
         }
     }
 
-    /// Resolves when the container has ended, asking containerd every `exit_poll`.
+    /// Resolves when the container has ended. One poller asks containerd for all watched
+    /// containers at once (a `ListContainers` per `exit_poll`, however many run) and reads the
+    /// exit of those that ended.
     fn watch_exit(&self, container_id: String) -> BoxFuture<'static, Exit> {
-        let client = self.client.clone();
-        let poll = self.config.exit_poll;
-        async move {
-            let mut failures = 0u32;
-            loop {
-                match client.container_status(cri::ContainerStatusRequest { container_id: container_id.clone(), verbose: false }).await {
-                    Ok(r) => {
-                        failures = 0;
-                        if let Some(exit) = r.status.as_ref().and_then(exit_of) {
-                            return exit;
-                        }
-                    }
-                    Err(s) if s.is_not_found() => return lost(),
-                    Err(s) => {
-                        failures += 1;
-                        if failures == 1 || failures.is_multiple_of(100) {
-                            warn!(container = %short(&container_id), error = %s.message(), "asking containerd for a container's state failed");
-                        }
-                    }
-                }
-                tokio::time::sleep(poll).await;
-            }
-        }
-        .boxed()
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.exits.lock().entry(container_id).or_default().push(tx);
+        async move { rx.await.unwrap_or_else(|_| lost()) }.boxed()
     }
 
     async fn start_instance(&self, launch: ContainerLaunch) -> Result<Started, RuntimeError> {
@@ -623,6 +659,7 @@ mod tests {
             ctr: None,
             version: String::new(),
             sandboxes: Mutex::new(HashMap::new()),
+            exits: Arc::new(Mutex::new(Waiters::new())),
             importing: tokio::sync::Mutex::new(()),
         };
         let c = rt.container_config(&launch(), &sandbox);
