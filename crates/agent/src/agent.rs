@@ -405,17 +405,15 @@ async fn shut_down(client: &Client, cfg: &Config, pods: &Arc<PodManager>) {
         pods.remove(&uid, None).await;
         name
     });
-    for name in futures::future::join_all(stop).await {
-        if let Some((ns, name)) = name {
-            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let now = k8s_openapi::jiff::Timestamp::now().to_string();
-            let not = |t: &str| json!({"type": t, "status": "False", "reason": "PodCompleted", "lastTransitionTime": now});
-            let patch = json!({"status": {
-                "phase": "Failed", "reason": "Terminated", "message": "Pod was terminated in response to the node's agent shutting down.",
-                "conditions": [not("Ready"), not("ContainersReady")],
-            }});
-            let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
-        }
+    for (ns, name) in futures::future::join_all(stop).await.into_iter().flatten() {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let not = |t: &str| json!({"type": t, "status": "False", "reason": "PodCompleted", "lastTransitionTime": now});
+        let patch = json!({"status": {
+            "phase": "Failed", "reason": "Terminated", "message": "Pod was terminated in response to the node's agent shutting down.",
+            "conditions": [not("Ready"), not("ContainersReady")],
+        }});
+        let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
     }
     // Pods deleted just before the shutdown are still being stopped by their own tasks.
     pods.removals_done().await;

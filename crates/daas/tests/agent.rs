@@ -9,41 +9,16 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Running, Server, daas_command, run_command, spawn_command};
+use common::{Running, Server, daas_command, daas_ok, eventually, pod_ready, spawn_command};
 use serde_json::Value;
-
-fn daas(args: &[&str]) -> String {
-    let mut cmd = daas_command();
-    cmd.args(args);
-    run_command(cmd, &format!("daas {}", args.join(" ")), Duration::from_secs(30)).ok()
-}
 
 fn agent(s: &Server, dir: &Path, node: &str, key: &Path, stake: &str) -> Running {
     let mut cmd = daas_command();
     cmd.args(["agent", "--server", s.https_url(), "--node-name", node, "--sui-key"]).arg(key);
     cmd.args(["--stake-object", stake, "--danger-accept-simulation", "--heartbeat", "1s", "--data-dir"]).arg(dir.join(node));
     spawn_command(cmd, format!("daas agent {node}"), None)
-}
-
-fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn json(s: &Server, args: &[&str]) -> Value {
-    serde_json::from_str(&s.kubectl(args).ok()).unwrap()
-}
-
-fn ready(p: &Value) -> bool {
-    p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 fn web(dir: &Path) -> String {
@@ -98,30 +73,31 @@ fn two_agents_run_a_deployment_with_logs_exec_failover_and_crash_loops() {
     let mut stakes = Vec::new();
     for node in ["agent-a", "agent-b"] {
         let key = dir.path().join(format!("{node}.key"));
-        daas(&["dev", "keygen", "--out", key.to_str().unwrap()]);
-        let stake =
-            daas(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", node, "--amount", "5000"]).trim().to_string();
+        daas_ok(&["dev", "keygen", "--out", key.to_str().unwrap()]);
+        let stake = daas_ok(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", node, "--amount", "5000"])
+            .trim()
+            .to_string();
         stakes.push((node, key, stake));
     }
     let _reaper = Reaper(dir.path().to_path_buf());
     let mut a = Some(agent(&s, dir.path(), stakes[0].0, &stakes[0].1, &stakes[0].2));
     let b = agent(&s, dir.path(), stakes[1].0, &stakes[1].1, &stakes[1].2);
     eventually(Duration::from_secs(30), "both nodes Ready", || {
-        let nodes = json(&s, &["get", "nodes", "-o", "json"]);
+        let nodes = s.kubectl_json(&["get", "nodes", "-o", "json"]);
         let ready = nodes["items"].as_array()?.iter().filter(|n| {
             n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
         });
         (ready.count() == 2).then_some(())
     });
-    let node = json(&s, &["get", "node", "agent-a", "-o", "json"]);
+    let node = s.kubectl_json(&["get", "node", "agent-a", "-o", "json"]);
     assert_eq!(node["metadata"]["labels"]["k3s-daas.io/stake-tier"], "write");
     assert!(node["status"]["capacity"]["cpu"].as_str().unwrap().parse::<u32>().unwrap() >= 1, "measured: {}", node["status"]["capacity"]);
 
     // Three HTTP servers, Ready by their probe, across both nodes.
     s.kubectl_stdin(&["apply", "-f", "-"], &web(&work)).ok();
     let pods = eventually(Duration::from_secs(60), "3 ready web pods", || {
-        let ps = json(&s, &["get", "pods", "-l", "app=web", "-o", "json"])["items"].as_array().cloned()?;
-        (ps.len() == 3 && ps.iter().all(|p| p["status"]["phase"] == "Running" && ready(p))).then_some(ps)
+        let ps = s.kubectl_json(&["get", "pods", "-l", "app=web", "-o", "json"])["items"].as_array().cloned()?;
+        (ps.len() == 3 && ps.iter().all(|p| p["status"]["phase"] == "Running" && pod_ready(p))).then_some(ps)
     });
     let nodes: std::collections::BTreeSet<&str> = pods.iter().filter_map(|p| p["spec"]["nodeName"].as_str()).collect();
     assert_eq!(nodes.len(), 2, "spread over both agents: {nodes:?}");
@@ -140,9 +116,9 @@ fn two_agents_run_a_deployment_with_logs_exec_failover_and_crash_loops() {
         out.lines().any(|l| l.starts_with("agent-a") && l.contains("NotReady")).then_some(())
     });
     eventually(Duration::from_secs(90), "3 ready web pods on agent-b", || {
-        let ps = json(&s, &["get", "pods", "-l", "app=web", "-o", "json"])["items"].as_array().cloned()?;
+        let ps = s.kubectl_json(&["get", "pods", "-l", "app=web", "-o", "json"])["items"].as_array().cloned()?;
         let live: Vec<&Value> = ps.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect();
-        (live.len() == 3 && live.iter().all(|p| p["spec"]["nodeName"] == "agent-b" && ready(p))).then_some(())
+        (live.len() == 3 && live.iter().all(|p| p["spec"]["nodeName"] == "agent-b" && pod_ready(p))).then_some(())
     });
 
     // A container that keeps failing backs off.
@@ -156,7 +132,7 @@ fn two_agents_run_a_deployment_with_logs_exec_failover_and_crash_loops() {
 
     // No stake, no node: the agent is refused and says why.
     let key = dir.path().join("nobody.key");
-    daas(&["dev", "keygen", "--out", key.to_str().unwrap()]);
+    daas_ok(&["dev", "keygen", "--out", key.to_str().unwrap()]);
     let refused = agent(&s, dir.path(), "agent-c", &key, &stakes[0].2).wait_exit(Duration::from_secs(30));
     assert_eq!(refused.code, Some(1), "{}", refused.stderr);
     assert!(refused.stderr.contains("wrong-owner") || refused.stderr.contains("wrong-node"), "{}", refused.stderr);
@@ -164,7 +140,7 @@ fn two_agents_run_a_deployment_with_logs_exec_failover_and_crash_loops() {
     // SIGTERM: agent-b cordons its node and stops its pods before it exits.
     let out = b.terminate(Duration::from_secs(60));
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let node = json(&s, &["get", "node", "agent-b", "-o", "json"]);
+    let node = s.kubectl_json(&["get", "node", "agent-b", "-o", "json"]);
     assert_eq!(node["spec"]["unschedulable"], true);
 }
 
@@ -213,18 +189,19 @@ fn an_agent_restart_readopts_its_pods_and_a_master_restart_is_rejoined() {
     };
     let s = start();
     let key = dir.path().join("w.key");
-    daas(&["dev", "keygen", "--out", key.to_str().unwrap()]);
+    daas_ok(&["dev", "keygen", "--out", key.to_str().unwrap()]);
     let d = data.to_str().unwrap();
-    let stake =
-        daas(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", "solo", "--amount", "5000"]).trim().to_string();
+    let stake = daas_ok(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", "solo", "--amount", "5000"])
+        .trim()
+        .to_string();
     let a = agent(&s, dir.path(), "solo", &key, &stake);
     s.kubectl(&["create", "deployment", "sleeper", "--image=busybox", "--replicas=2", "--", "sh", "-c", "echo started $$; sleep 3600"])
         .ok();
     let pids = |s: &Server| -> Vec<(String, String)> {
-        let ps = json(s, &["get", "pods", "-l", "app=sleeper", "-o", "json"])["items"].as_array().cloned().unwrap_or_default();
+        let ps = s.kubectl_json(&["get", "pods", "-l", "app=sleeper", "-o", "json"])["items"].as_array().cloned().unwrap_or_default();
         let mut v: Vec<(String, String)> = ps
             .iter()
-            .filter(|p| p["status"]["phase"] == "Running" && ready(p))
+            .filter(|p| p["status"]["phase"] == "Running" && pod_ready(p))
             .map(|p| {
                 (p["metadata"]["name"].as_str().unwrap_or("").to_string(), p["status"]["containerStatuses"][0]["restartCount"].to_string())
             })
@@ -260,7 +237,7 @@ fn an_agent_restart_readopts_its_pods_and_a_master_restart_is_rejoined() {
     let s = start();
     let restarted = k8s_openapi::jiff::Timestamp::now();
     eventually(Duration::from_secs(60), "a heartbeat after the master restarted", || {
-        let n = json(&s, &["get", "node", "solo", "-o", "json"]);
+        let n = s.kubectl_json(&["get", "node", "solo", "-o", "json"]);
         let hb = n["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?["lastHeartbeatTime"].as_str()?.to_string();
         (hb.parse::<k8s_openapi::jiff::Timestamp>().ok()? > restarted).then_some(())
     });

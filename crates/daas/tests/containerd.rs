@@ -17,39 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Running, Server, daas_command, run_command, spawn_command};
-use serde_json::Value;
-
-fn daas(args: &[&str]) -> String {
-    let mut cmd = daas_command();
-    cmd.args(args);
-    run_command(cmd, &format!("daas {}", args.join(" ")), Duration::from_secs(60)).ok()
-}
-
-fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn json(s: &Server, args: &[&str]) -> Value {
-    serde_json::from_str(&s.kubectl(args).ok()).unwrap()
-}
-
-/// The object, or `None` while kubectl cannot get it.
-fn try_json(s: &Server, args: &[&str]) -> Option<Value> {
-    let o = s.kubectl(args);
-    if o.code == Some(0) { serde_json::from_str(&o.stdout).ok() } else { None }
-}
-
-fn ready(p: &Value) -> bool {
-    p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-}
+use common::{Running, Server, daas_command, daas_ok, eventually, pod_ready, spawn_command};
 
 /// A containerd of the test's own (state, socket and images in a temporary directory),
 /// stopped when dropped.
@@ -246,7 +214,7 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
     let images = dir.path().join("images");
     std::fs::create_dir_all(&images).unwrap();
     let bb = busybox.to_str().unwrap();
-    daas(&[
+    daas_ok(&[
         "dev",
         "oci-image",
         "--ref",
@@ -258,7 +226,7 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
         "--out",
         images.join("busybox.tar").to_str().unwrap(),
     ]);
-    daas(&[
+    daas_ok(&[
         "dev",
         "oci-image",
         "--ref",
@@ -276,13 +244,13 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
     let data = dir.path().join("data");
     let s = Server::start_k8s_in(&data, &["--controllers", "*"]);
     let key = dir.path().join("w.key");
-    daas(&["dev", "keygen", "--out", key.to_str().unwrap()]);
+    daas_ok(&["dev", "keygen", "--out", key.to_str().unwrap()]);
     let d = data.to_str().unwrap();
     let stake =
-        daas(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", "ctd", "--amount", "5000"]).trim().to_string();
+        daas_ok(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", "ctd", "--amount", "5000"]).trim().to_string();
     let a = agent(&s, dir.path(), &ctd, &key, &stake);
     let node = eventually(Duration::from_secs(60), "the node Ready", || {
-        let n = try_json(&s, &["get", "node", "ctd", "-o", "json"])?;
+        let n = s.try_kubectl_json(&["get", "node", "ctd", "-o", "json"])?;
         n["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True").then_some(n)
     });
     let runtime = node["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap().to_string();
@@ -291,10 +259,10 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
     // A Deployment from its image: Ready by an exec probe inside the container.
     s.kubectl_stdin(&["apply", "-f", "-"], WEB).ok();
     let running = || -> Vec<(String, String)> {
-        let ps = json(&s, &["get", "pods", "-l", "app=web", "-o", "json"])["items"].as_array().cloned().unwrap_or_default();
+        let ps = s.kubectl_json(&["get", "pods", "-l", "app=web", "-o", "json"])["items"].as_array().cloned().unwrap_or_default();
         let mut v: Vec<(String, String)> = ps
             .iter()
-            .filter(|p| p["status"]["phase"] == "Running" && ready(p))
+            .filter(|p| p["status"]["phase"] == "Running" && pod_ready(p))
             .map(|p| {
                 let c = &p["status"]["containerStatuses"][0];
                 (
@@ -327,7 +295,7 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
     // A memory limit is enforced and reported.
     s.kubectl_stdin(&["apply", "-f", "-"], HOG).ok();
     let hog = eventually(Duration::from_secs(60), "the hog terminated", || {
-        let p = json(&s, &["get", "pod", "hog", "-o", "json"]);
+        let p = s.kubectl_json(&["get", "pod", "hog", "-o", "json"]);
         (p["status"]["phase"] == "Failed").then_some(p)
     });
     let t = &hog["status"]["containerStatuses"][0]["state"]["terminated"];
@@ -336,7 +304,7 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
     // An image nobody has: ErrImagePull, then ImagePullBackOff.
     s.kubectl(&["run", "ghost", "--image=k3s-daas.local/ghost:1", "--restart=Never"]).ok();
     let reason = eventually(Duration::from_secs(60), "an image pull error", || {
-        let p = json(&s, &["get", "pod", "ghost", "-o", "json"]);
+        let p = s.kubectl_json(&["get", "pod", "ghost", "-o", "json"]);
         let reason = p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str()?.to_string();
         (reason != "ContainerCreating").then_some(reason)
     });
@@ -359,7 +327,7 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
     // `sleep` as pid 1 ignores SIGTERM: a short grace period ends it with SIGKILL.
     s.kubectl(&["delete", "pods", "--all", "--grace-period=2", "--wait=false"]).ok();
     eventually(Duration::from_secs(60), "the pods gone", || {
-        json(&s, &["get", "pods", "-o", "json"])["items"].as_array()?.is_empty().then_some(())
+        s.kubectl_json(&["get", "pods", "-o", "json"])["items"].as_array()?.is_empty().then_some(())
     });
     let left = eventually(Duration::from_secs(30), "their containers removed", || {
         let c = ctd.containers();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Output, Server, daas_command, run_command};
+use common::{Output, Server, daas_command, eventually, run_command};
 use daas_chain::SuiKey;
 use serde_json::{Value, json};
 
@@ -82,12 +82,38 @@ fn a_staked_worker_gets_a_token_and_others_get_reasons() {
     assert_eq!(who["status"]["userInfo"]["username"], "system:node:worker-1");
     let groups = who["status"]["userInfo"]["groups"].to_string();
     assert!(groups.contains("daas:tier:write") && groups.contains("system:nodes"), "{groups}");
-    let (code, _) = curl(&s, "GET", "/api/v1/namespaces/default/configmaps", None, &[&format!("X-Seal-Token: {token}")]);
+    let (code, _) = curl(&s, "GET", "/api/v1/nodes", None, &[&format!("X-Seal-Token: {token}")]);
     assert_eq!(code, 200);
-    // The write tier writes namespaced resources only, so not other nodes.
+    // The node identity is authorized as a node, whatever tier its stake buys: no other nodes,
+    // no workloads, no listing of configmaps or secrets.
     let (code, denied) = curl(&s, "DELETE", "/api/v1/nodes/worker-7", None, &[&format!("X-Seal-Token: {token}")]);
     assert_eq!(code, 403, "{denied}");
     assert!(denied["message"].as_str().unwrap().contains("User \"system:node:worker-1\" cannot delete resource \"nodes\""), "{denied}");
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "by-node"}});
+    let (code, denied) = curl(&s, "POST", "/api/v1/namespaces/default/configmaps", Some(&cm), &[&format!("X-Seal-Token: {token}")]);
+    assert_eq!(code, 403, "{denied}");
+    assert!(denied["message"].as_str().unwrap().contains("a node may only do what running its pods needs"), "{denied}");
+    assert_eq!(curl(&s, "GET", "/api/v1/namespaces/default/secrets", None, &[&format!("X-Seal-Token: {token}")]).0, 403);
+    // It reads a secret or configmap only when a pod bound to it refers to it.
+    for name in ["db-used", "db-other"] {
+        s.kubectl(&["create", "secret", "generic", name, "--from-literal=k=v"]).ok();
+    }
+    for name in ["cfg-used", "cfg-other"] {
+        s.kubectl(&["create", "configmap", name, "--from-literal=k=v"]).ok();
+    }
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "uses", "namespace": "default"}, "spec": {
+        "nodeName": "worker-1",
+        "containers": [{"name": "c", "image": "busybox", "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db-used", "key": "k"}}}]}],
+        "volumes": [{"name": "v", "configMap": {"name": "cfg-used"}}],
+    }});
+    s.kubectl_stdin(&["create", "-f", "-"], &pod.to_string()).ok();
+    let get = |path: &str| curl(&s, "GET", path, None, &[&format!("X-Seal-Token: {token}")]);
+    assert_eq!(get("/api/v1/namespaces/default/secrets/db-used").0, 200);
+    assert_eq!(get("/api/v1/namespaces/default/configmaps/cfg-used").0, 200);
+    let (code, denied) = get("/api/v1/namespaces/default/secrets/db-other");
+    assert_eq!(code, 403, "{denied}");
+    assert!(denied["message"].as_str().unwrap().contains("no relationship found between node 'worker-1' and this object"), "{denied}");
+    assert_eq!(get("/api/v1/namespaces/default/configmaps/cfg-other").0, 403);
     // The worker writes its own Node (NodeRestriction), which carries the tier its stake buys
     // whatever the worker claims; another node's object is refused.
     let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1", "labels": {"k3s-daas.io/stake-tier": "admin"}}});
@@ -164,18 +190,6 @@ fn a_staked_worker_gets_a_token_and_others_get_reasons() {
     assert_eq!(code, 200, "{r}");
 }
 
-/// Polls `f` every 100 ms until it returns Some, for at most `within`.
-fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn keygen(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, SuiKey) {
     let path = dir.join(name);
     daas(&["dev", "keygen", "--out", path.to_str().unwrap()]).ok();
@@ -212,7 +226,7 @@ fn heartbeats_refresh_tokens_and_an_unstake_or_a_slash_revokes_them() {
     for n in ["worker-1", "worker-2"] {
         s.kubectl_stdin(&["apply", "-f", "-"], &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {n}\n")).ok();
     }
-    let works = |t: &str| curl(&s, "GET", "/api/v1/namespaces/default/configmaps", None, &[&format!("X-Seal-Token: {t}")]).0;
+    let works = |t: &str| curl(&s, "GET", "/api/v1/nodes", None, &[&format!("X-Seal-Token: {t}")]).0;
 
     // A heartbeat hands back a fresh token with the same identity.
     let (code, hb) = curl(&s, "POST", "/api/v1/nodes/heartbeat", Some(&json!({})), &[&format!("X-Seal-Token: {t1}")]);

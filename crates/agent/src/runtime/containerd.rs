@@ -269,12 +269,9 @@ impl ContainerdRuntime {
     }
 
     fn container_config(&self, launch: &ContainerLaunch, sandbox: &Sandbox) -> cri::ContainerConfig {
-        let log_path = sandbox
-            .config
-            .log_directory
-            .as_str()
-            .pipe(Path::new)
-            .pipe(|dir| launch.log.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_else(|_| launch.log.clone()));
+        // CRI wants the log path relative to the sandbox's log directory.
+        let log_dir = Path::new(&sandbox.config.log_directory);
+        let log_path = launch.log.strip_prefix(log_dir).map_or_else(|_| launch.log.clone(), Path::to_path_buf);
         let limits = &launch.limits;
         let resources = cri::LinuxContainerResources {
             cpu_period: if limits.cpu_millis.is_some() { CPU_PERIOD_US } else { 0 },
@@ -607,15 +604,6 @@ fn create_error(launch: &ContainerLaunch, s: &CriError) -> RuntimeError {
         RuntimeError::Unsupported(format!("creating container {}: {}", launch.container, s.message()))
     }
 }
-
-/// `x.pipe(f)` = `f(x)`, for left-to-right chains.
-trait Pipe: Sized {
-    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
-        f(self)
-    }
-}
-
-impl<T> Pipe for T {}
 
 #[cfg(test)]
 mod tests {

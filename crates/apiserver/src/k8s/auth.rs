@@ -35,6 +35,16 @@ impl User {
         self.groups.iter().any(|g| g == "system:masters")
     }
 
+    /// A worker node's identity (`system:node:<name>` in `system:nodes`): its node name.
+    pub fn node_name(&self) -> Option<&str> {
+        self.name.strip_prefix("system:node:").filter(|_| self.groups.iter().any(|g| g == "system:nodes"))
+    }
+
+    /// Whether this is a worker node's identity.
+    pub fn is_node(&self) -> bool {
+        self.node_name().is_some()
+    }
+
     pub fn tier(&self) -> Option<Tier> {
         self.groups.iter().filter_map(|g| g.strip_prefix("daas:tier:")).filter_map(Tier::parse).max()
     }
@@ -273,8 +283,10 @@ impl Authorizer {
         if matches!(a.resource, "selfsubjectaccessreviews" | "selfsubjectreviews") && a.verb == "create" {
             return Ok(());
         }
-        if node_allows(user, a) {
-            return Ok(());
+        if user.is_node() {
+            // A worker's token names its stake tier (for the node's label), but the node
+            // identity is authorized as a node only: tenants use their own login.
+            return if node_allows(user, a) { Ok(()) } else { Err("a node may only do what running its pods needs".into()) };
         }
         let Some(tier) = user.tier() else {
             return Err("no RBAC policy matched: the user is neither an administrator nor holds a stake tier".into());
@@ -301,14 +313,11 @@ impl Authorizer {
 
 /// What a worker node (`system:node:<name>` in `system:nodes`, from its seal token) may do to
 /// run its pods, after kube-apiserver's Node authorizer: its own Node and Lease, pods and
-/// their status, events, and reading what pods refer to. Simplified: the Node authorizer
-/// limits pods, secrets and configmaps to those bound to the node; here a node reads them all
-/// (admission still keeps it to writing its own Node).
+/// their status, events, and getting secrets and configmaps by name — which the API then
+/// limits to those a pod bound to the node refers to (`crud::node_may_read`). Admission keeps
+/// it to writing its own Node.
 fn node_allows(user: &User, a: &Attributes<'_>) -> bool {
-    let Some(node) = user.name.strip_prefix("system:node:") else { return false };
-    if !user.groups.iter().any(|g| g == "system:nodes") {
-        return false;
-    }
+    let Some(node) = user.node_name() else { return false };
     let read = matches!(a.verb, "get" | "list" | "watch");
     let own = a.name.is_none_or(|n| n == node);
     match (a.group, a.resource, a.subresource) {
@@ -388,6 +397,29 @@ mod tests {
         assert!(z.check(&user(&["system:masters"]), &attrs("delete", "nodes", false)).is_ok());
         assert!(z.check(&user(&[]), &attrs("get", "pods", true)).is_err());
         assert!(z.check(&user(&[]), &attrs("create", "selfsubjectaccessreviews", false)).is_ok());
+    }
+
+    #[test]
+    fn a_node_is_authorized_as_a_node_whatever_its_tier() {
+        let z = Authorizer::default();
+        let mut node = user(&["daas:tier:admin", "system:nodes"]);
+        node.name = "system:node:n1".into();
+        let a = |verb, group, resource, name| Attributes {
+            verb,
+            group,
+            resource,
+            subresource: None,
+            namespace: Some("default"),
+            name,
+            namespaced: resource != "nodes",
+        };
+        assert!(z.check(&node, &a("get", "", "secrets", Some("s"))).is_ok(), "by name; the API checks the pod graph");
+        assert!(z.check(&node, &a("list", "", "secrets", None)).is_err());
+        assert!(z.check(&node, &a("create", "apps", "deployments", None)).unwrap_err().contains("a node may only"));
+        assert!(z.check(&node, &a("patch", "", "nodes", Some("n1"))).is_ok());
+        assert!(z.check(&node, &a("patch", "", "nodes", Some("n2"))).is_err());
+        // The same tier without the node identity is a tenant's.
+        assert!(z.check(&user(&["daas:tier:admin"]), &a("create", "apps", "deployments", None)).is_ok());
     }
 
     #[test]

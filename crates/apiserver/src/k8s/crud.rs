@@ -101,6 +101,11 @@ pub async fn dispatch(api: &Arc<Api>, info: &RequestInfo, ctx: &Ctx<'_>, body: B
     match (info.verb, info.sub) {
         ("list", _) => list(api, info, ctx).await,
         ("get", None | Some(Sub::Status)) => {
+            if let Some(node) = ctx.user.node_name()
+                && matches!(rt.id, Kind::Secret | Kind::ConfigMap)
+            {
+                api.node_may_read(node, rt, info.namespace.as_deref().unwrap_or(""), name(info)?)?;
+            }
             let (obj, _) = api.read(rt, info.namespace.as_deref(), name(info)?).await?;
             Ok(one(rt, StatusCode::OK, &obj, ctx))
         }
@@ -289,6 +294,34 @@ fn restrict_node(rt: &ResourceType, obj: &mut Value, ctx: &Ctx<'_>) -> ApiResult
     Ok(())
 }
 
+/// Whether a pod refers to the secret (`secret`) or configmap called `name`.
+fn pod_refers_to(pod: &Value, secret: bool, name: &str) -> bool {
+    let is = |v: Option<&Value>| v.and_then(Value::as_str) == Some(name);
+    let spec = &pod["spec"];
+    let empty = Vec::new();
+    let list = |v: &Value| v.as_array().unwrap_or(&empty).clone();
+    if secret && list(&spec["imagePullSecrets"]).iter().any(|s| is(s.get("name"))) {
+        return true;
+    }
+    let (volume_key, volume_name, source_key, key_ref, from_ref) = if secret {
+        ("secret", "secretName", "secret", "secretKeyRef", "secretRef")
+    } else {
+        ("configMap", "name", "configMap", "configMapKeyRef", "configMapRef")
+    };
+    for v in list(&spec["volumes"]) {
+        if is(v.get(volume_key).and_then(|s| s.get(volume_name))) {
+            return true;
+        }
+        if list(&v["projected"]["sources"]).iter().any(|s| is(s.get(source_key).and_then(|s| s.get("name")))) {
+            return true;
+        }
+    }
+    ["containers", "initContainers", "ephemeralContainers"].iter().flat_map(|k| list(&spec[*k])).any(|c| {
+        list(&c["env"]).iter().any(|e| is(e.pointer("/valueFrom").and_then(|f| f.get(key_ref)).and_then(|r| r.get("name"))))
+            || list(&c["envFrom"]).iter().any(|e| is(e.get(from_ref).and_then(|r| r.get("name"))))
+    })
+}
+
 fn prepare_new(rt: &ResourceType, namespace: Option<&str>, obj: &mut Value, tolerations: (i64, i64)) -> ApiResult<()> {
     {
         let m = meta::metadata_mut(obj);
@@ -402,6 +435,28 @@ impl Api {
             rider.land(r.revision);
         }
         Ok(r.succeeded.then_some(r.revision))
+    }
+
+    /// The Node authorizer's graph, for secrets and configmaps: a node may read one only if a
+    /// pod bound to it refers to it (volumes, projected volumes, env, envFrom, image pull
+    /// secrets). Otherwise 403, worded as kube-apiserver words it.
+    pub(crate) fn node_may_read(&self, node: &str, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<()> {
+        let prt = by_kind(Kind::Pod);
+        let prefix = prt.prefix(Some(ns));
+        let r = self.store.range_now(&RangeRequest::new(super::prefix_span(&prefix)))?;
+        let secret = rt.id == Kind::Secret;
+        for kv in r.kvs {
+            let Ok(pod) = serde_json::from_slice::<Value>(&kv.value) else { continue };
+            if pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node) && pod_refers_to(&pod, secret, name) {
+                return Ok(());
+            }
+        }
+        let what = if secret { "secret" } else { "configmap" };
+        Err(ApiError::forbidden(format!(
+            "{}s \"{name}\" is forbidden: User \"system:node:{node}\" cannot get resource \"{}s\" in API group \"\" in the namespace \"{ns}\": no relationship found between node '{node}' and this object",
+            what, what
+        ))
+        .with_details(json!({"name": name, "kind": rt.plural})))
     }
 
     async fn namespace_ready(&self, ns: &str) -> ApiResult<()> {

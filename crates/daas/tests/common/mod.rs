@@ -255,6 +255,17 @@ impl Server {
         self.spawn_kubectl(args, None).wait_exit(COMMAND_TIMEOUT)
     }
 
+    /// `kubectl … -o json` (ARGS must ask for JSON) parsed; panics if kubectl fails.
+    pub fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.kubectl(args).ok()).expect("kubectl printed JSON")
+    }
+
+    /// [`Server::kubectl_json`], or `None` while kubectl fails (an object not there yet).
+    pub fn try_kubectl_json(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let o = self.kubectl(args);
+        if o.code == Some(0) { serde_json::from_str(&o.stdout).ok() } else { None }
+    }
+
     /// [`Server::kubectl`] with `stdin` (manifests for `-f -`).
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         self.spawn_kubectl(args, Some(stdin.as_bytes().to_vec())).wait_exit(COMMAND_TIMEOUT)
@@ -310,6 +321,30 @@ impl Drop for Server {
 
 /// The `daas` binary with every `DAAS_*` variable of the developer's environment removed, so
 /// that only the settings a test gives reach it.
+/// Polls `f` every 100 ms until it returns `Some`; panics naming `what` after `within`.
+pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether a pod (as JSON) has the condition Ready=True.
+pub fn pod_ready(p: &serde_json::Value) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// Runs `daas ARGS`, which must succeed within 60 s; returns its stdout.
+pub fn daas_ok(args: &[&str]) -> String {
+    let mut cmd = daas_command();
+    cmd.args(args);
+    run_command(cmd, &format!("daas {}", args.join(" ")), Duration::from_secs(60)).ok()
+}
+
 pub fn daas_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_daas"));
     for (name, _) in std::env::vars_os() {
