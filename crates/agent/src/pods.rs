@@ -1079,7 +1079,7 @@ async fn start_instance(cell: &Arc<PodCell>, spec: &Container) -> Result<(Starte
     let mut fetch = Fetcher::new(cell.shared.sources.as_ref(), &namespace_of(&pod));
     let hostname = hostname_of(&pod);
     let run_as = run_as(&pod, spec);
-    let base = base_env(&hostname, run_as);
+    let base = if cell.shared.runtime.image_env() { Vec::new() } else { base_env(&hostname, run_as) };
     let env =
         env::container_env(&ctx, spec, &mut fetch, &base, &config.service_env).await.map_err(|e| StartFailure::Config(e.to_string()))?;
     let lookup = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -1118,6 +1118,8 @@ async fn start_instance(cell: &Arc<PodCell>, spec: &Container) -> Result<(Starte
         Ok(started) => Ok((started, launch)),
         Err(RuntimeError::Unsupported(message)) => Err(StartFailure::Create(message)),
         Err(RuntimeError::Image(message)) => Err(StartFailure::Image(message)),
+        // The runtime's service failed before anything was created: retried, no attempt used.
+        Err(RuntimeError::Service(message)) => Err(StartFailure::Create(message)),
         Err(e) => {
             // As with a container that was created but did not start, the attempt is used up.
             let message = e.to_string();

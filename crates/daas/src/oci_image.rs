@@ -44,16 +44,22 @@ pub struct OciImageArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
     Dir,
-    File { data: Vec<u8>, mode: u32 },
+    /// A directory with other permissions (`/tmp`: 1777).
+    DirMode(u32),
+    File {
+        data: Vec<u8>,
+        mode: u32,
+    },
     Symlink(String),
 }
 
 pub fn run(a: OciImageArgs) -> anyhow::Result<()> {
     let (name, tag) = split_reference(&a.reference)?;
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
-    for dir in ["bin", "dev", "etc", "proc", "root", "sys", "tmp", "usr", "usr/bin", "var"] {
+    for dir in ["bin", "dev", "etc", "proc", "root", "sys", "usr", "usr/bin", "var"] {
         entries.insert(dir.to_string(), Entry::Dir);
     }
+    entries.insert("tmp".to_string(), Entry::DirMode(0o1777));
     entries.insert("etc/passwd".into(), Entry::File { data: b"root:x:0:0:root:/root:/bin/sh\n".to_vec(), mode: 0o644 });
     entries.insert("etc/group".into(), Entry::File { data: b"root:x:0:\n".to_vec(), mode: 0o644 });
     if let Some(bb) = &a.busybox {
@@ -80,7 +86,7 @@ pub fn run(a: OciImageArgs) -> anyhow::Result<()> {
     if let Some(bad) = env.iter().find(|e| !e.contains('=')) {
         bail!("--env {bad:?}: expected NAME=VALUE");
     }
-    let layer = layer_tar(&entries);
+    let layer = layer_tar(&entries)?;
     let layer_digest = sha256(&layer);
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": go_arch(),
@@ -123,15 +129,30 @@ pub fn run(a: OciImageArgs) -> anyhow::Result<()> {
     }
     archive.insert("oci-layout".into(), Entry::File { data: br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(), mode: 0o644 });
     archive.insert("index.json".into(), Entry::File { data: index, mode: 0o644 });
-    let tar = layer_tar(&archive);
+    let tar = layer_tar(&archive)?;
     std::fs::write(&a.out, &tar).with_context(|| format!("writing {}", a.out.display()))?;
     println!("{name}:{tag} {manifest_digest} {}", a.out.display());
     Ok(())
 }
 
-/// `name[:tag]` → (name, tag); the tag defaults to `latest`. Digests are not accepted: the
-/// archive makes its own.
+/// `name[:tag]` → (fully qualified name, tag); the tag defaults to `latest`, and a name
+/// without a registry is Docker Hub's, as CRI normalizes it (`busybox` →
+/// `docker.io/library/busybox`), so that a pod naming `busybox:1` finds the import. Digests
+/// are not accepted: the archive makes its own.
 fn split_reference(r: &str) -> anyhow::Result<(String, String)> {
+    let (name, tag) = split_tag(r)?;
+    let first = name.split('/').next().unwrap_or("");
+    let qualified = if name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost") {
+        name
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    };
+    Ok((qualified, tag))
+}
+
+fn split_tag(r: &str) -> anyhow::Result<(String, String)> {
     if r.is_empty() || r.contains('@') || r.chars().any(char::is_whitespace) {
         bail!("--ref {r:?}: expected NAME[:TAG], e.g. k3s-daas.local/busybox:1");
     }
@@ -179,28 +200,35 @@ fn go_arch() -> &'static str {
     }
 }
 
-/// A POSIX ustar archive of `entries` (sorted, so parents come before children).
-fn layer_tar(entries: &BTreeMap<String, Entry>) -> Vec<u8> {
+/// A POSIX ustar archive of `entries` (sorted, so parents come before children). Refuses
+/// names and link targets ustar cannot hold rather than cutting them short.
+fn layer_tar(entries: &BTreeMap<String, Entry>) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     for (path, entry) in entries {
         let (kind, mode, size, link, data): (u8, u32, usize, &str, &[u8]) = match entry {
             Entry::Dir => (b'5', 0o755, 0, "", &[]),
+            Entry::DirMode(mode) => (b'5', *mode, 0, "", &[]),
             Entry::File { data, mode } => (b'0', *mode, data.len(), "", data),
             Entry::Symlink(target) => (b'2', 0o777, 0, target.as_str(), &[]),
         };
-        let name = if matches!(entry, Entry::Dir) { format!("{path}/") } else { path.clone() };
-        out.extend_from_slice(&ustar_header(&name, kind, mode, size, link));
+        let name = if kind == b'5' { format!("{path}/") } else { path.clone() };
+        if link.len() > 100 {
+            bail!("the link target of {path} is longer than ustar's 100 bytes");
+        }
+        let Some((prefix, short)) = split_ustar_name(&name) else {
+            bail!("{path} is too long for a ustar name (100 bytes, or a 155-byte directory prefix and 100 bytes)");
+        };
+        out.extend_from_slice(&ustar_header(prefix, short, kind, mode, size, link));
         out.extend_from_slice(data);
         out.resize(out.len().next_multiple_of(512), 0);
     }
     // Two zero blocks end the archive.
     out.resize(out.len() + 1024, 0);
-    out
+    Ok(out)
 }
 
-fn ustar_header(name: &str, kind: u8, mode: u32, size: usize, link: &str) -> [u8; 512] {
+fn ustar_header(prefix: &str, name: &str, kind: u8, mode: u32, size: usize, link: &str) -> [u8; 512] {
     let mut h = [0u8; 512];
-    let (prefix, name) = split_ustar_name(name);
     put(&mut h[0..100], name.as_bytes());
     put(&mut h[100..108], format!("{mode:07o}").as_bytes());
     put(&mut h[108..116], b"0000000");
@@ -221,13 +249,16 @@ fn ustar_header(name: &str, kind: u8, mode: u32, size: usize, link: &str) -> [u8
     h
 }
 
-/// Names longer than 100 bytes go into ustar's 155-byte prefix, split at a `/`.
-fn split_ustar_name(name: &str) -> (&str, &str) {
+/// (prefix, name): names longer than 100 bytes go into ustar's 155-byte prefix, split at a
+/// `/`; `None` when no split fits.
+fn split_ustar_name(name: &str) -> Option<(&str, &str)> {
     if name.len() <= 100 {
-        return ("", name);
+        return Some(("", name));
     }
-    let cut = name[..name.len().min(156)].rfind('/').filter(|&i| name.len() - i - 1 <= 100).unwrap_or(0);
-    (&name[..cut], &name[cut + 1..])
+    // A directory's trailing `/` stays with its name.
+    let body = name.strip_suffix('/').unwrap_or(name);
+    let cut = body[..body.len().min(156)].rfind('/').filter(|&i| i <= 155 && name.len() - i - 1 <= 100)?;
+    Some((&name[..cut], &name[cut + 1..]))
 }
 
 fn put(field: &mut [u8], value: &[u8]) {
@@ -243,6 +274,8 @@ mod tests {
     fn references_split_into_name_and_tag() {
         assert_eq!(split_reference("k3s-daas.local/busybox:1").unwrap(), ("k3s-daas.local/busybox".into(), "1".into()));
         assert_eq!(split_reference("localhost:5000/pause").unwrap(), ("localhost:5000/pause".into(), "latest".into()));
+        assert_eq!(split_reference("busybox:1").unwrap(), ("docker.io/library/busybox".into(), "1".into()));
+        assert_eq!(split_reference("me/app").unwrap(), ("docker.io/me/app".into(), "latest".into()));
         assert!(split_reference("busybox@sha256:00").is_err());
         assert!(split_reference("busybox:").is_err());
     }
@@ -253,7 +286,7 @@ mod tests {
         entries.insert("bin".to_string(), Entry::Dir);
         entries.insert("bin/hello".to_string(), Entry::File { data: b"hi\n".to_vec(), mode: 0o755 });
         entries.insert("bin/sh".to_string(), Entry::Symlink("hello".to_string()));
-        let tar = layer_tar(&entries);
+        let tar = layer_tar(&entries).unwrap();
         assert_eq!(tar.len() % 512, 0);
         // Checked by an independent reader: Python's tarfile.
         let dir = tempfile::tempdir().unwrap();
@@ -269,5 +302,15 @@ mod tests {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout), "bin 5 0o755 0 \nbin/hello 0 0o755 3 \nbin/sh 2 0o777 0 hello\n");
+    }
+
+    #[test]
+    fn long_names_use_the_prefix_or_are_refused() {
+        let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+        assert_eq!(split_ustar_name(&long), Some((&long[..120], &long[121..])));
+        assert_eq!(split_ustar_name(&"x".repeat(101)), None);
+        let mut entries = BTreeMap::new();
+        entries.insert("y".repeat(101), Entry::Symlink("z".into()));
+        assert!(layer_tar(&entries).unwrap_err().to_string().contains("too long"));
     }
 }

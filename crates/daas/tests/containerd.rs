@@ -223,6 +223,8 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
         bb,
         "--cmd",
         "sh",
+        "--env",
+        "PATH=/bin:/opt/bin",
         "--out",
         images.join("busybox.tar").to_str().unwrap(),
     ]);
@@ -287,6 +289,8 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
     assert_eq!(logs, format!("hello from {pod}\n"));
     // exec runs in the container: the image's files, not the host's.
     assert_eq!(s.kubectl(&["exec", &pod, "--", "cat", "/etc/passwd"]).ok(), "root:x:0:0:root:/root:/bin/sh\n");
+    // The image's environment, not the agent's.
+    assert_eq!(s.kubectl(&["exec", &pod, "--", "sh", "-c", "echo $PATH"]).ok(), "/bin:/opt/bin\n");
     let o = s.kubectl(&["exec", &pod, "--", "ls", "/work"]);
     assert_ne!(o.code, Some(0), "the host's /work is not in the container: {}", o.stdout);
     let o = s.kubectl(&["exec", &pod, "--", "sh", "-c", "exit 3"]);

@@ -234,8 +234,7 @@ impl ContainerdRuntime {
         }
     }
 
-    /// The pod's sandbox: the one this agent knows, or a ready one found by label (made by an
-    /// earlier agent).
+    /// The pod's sandbox, as [`ContainerdRuntime::prepare`] found or made it.
     async fn sandbox(&self, pod_uid: &str) -> Result<Sandbox, RuntimeError> {
         if let Some(s) = self.sandboxes.lock().get(pod_uid).cloned() {
             return Ok(s);
@@ -346,7 +345,24 @@ impl ContainerdRuntime {
             return Err(RuntimeError::NotExecutable(format!("starting container {}: {}", launch.container, s.message())));
         }
         let exit = self.watch_exit(id.clone());
+        self.remove_old_attempts(&launch).await;
         Ok(Started { id: InstanceId { pid: 0, start_ticks: 0, handle: Some(id) }, exit })
+    }
+
+    /// Removes the instances of a container older than the previous one (kept for `kubectl
+    /// logs --previous`), as the kubelet's container garbage collection does: a crash loop
+    /// must not pile up exited containers.
+    async fn remove_old_attempts(&self, launch: &ContainerLaunch) {
+        let filter = cri::ContainerFilter {
+            label_selector: labels(&[(LABEL_POD_UID, &launch.pod_uid), (LABEL_CONTAINER, &launch.container), (LABEL_MANAGED, "true")]),
+            ..Default::default()
+        };
+        let Ok(r) = self.client.list_containers(cri::ListContainersRequest { filter: Some(filter) }).await else { return };
+        for c in r.containers {
+            if c.metadata.as_ref().is_some_and(|m| m.attempt + 1 < launch.attempt) {
+                self.remove_container(&c.id).await;
+            }
+        }
     }
 
     async fn remove_container(&self, id: &str) {
@@ -452,9 +468,7 @@ impl ContainerdRuntime {
         let timeout = request.timeout.map_or(0, |t| i64::try_from(t.as_secs().max(1)).unwrap_or(i64::MAX));
         match self.client.exec_sync(cri::ExecSyncRequest { container_id: handle, cmd: request.argv, timeout }).await {
             Ok(r) => Ok(ExecOutput { stdout: r.stdout, stderr: r.stderr, exit_code: r.exit_code, timed_out: false }),
-            Err(s) if s.code() == Some(Code::DeadlineExceeded) || s.message().contains("timeout") => {
-                Ok(ExecOutput { exit_code: 137, timed_out: true, ..Default::default() })
-            }
+            Err(s) if s.code() == Some(Code::DeadlineExceeded) => Ok(ExecOutput { exit_code: 137, timed_out: true, ..Default::default() }),
             Err(s) if s.is_not_found() => Err(RuntimeError::NotRunning(id.to_string())),
             Err(s) => Err(service("exec", &s)),
         }
@@ -498,6 +512,10 @@ impl Runtime for ContainerdRuntime {
     }
 
     fn writes_logs(&self) -> bool {
+        true
+    }
+
+    fn image_env(&self) -> bool {
         true
     }
 

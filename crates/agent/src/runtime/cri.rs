@@ -15,7 +15,7 @@
 //! * [`LIFECYCLE_TIMEOUT`] (2 min) for running, stopping and removing sandboxes and for creating,
 //!   starting and removing containers;
 //! * `StopContainer`: the request's grace period plus [`LIFECYCLE_TIMEOUT`];
-//! * `ExecSync`: the request's timeout plus [`QUERY_TIMEOUT`], or [`LIFECYCLE_TIMEOUT`] when the
+//! * `ExecSync`: the request's timeout plus [`QUERY_TIMEOUT`], or a day when the
 //!   request has none (0);
 //! * [`PULL_TIMEOUT`] (30 min) for `PullImage`.
 
@@ -984,7 +984,9 @@ impl CriClient {
     /// `RuntimeService/ExecSync` (`req.timeout` plus [`QUERY_TIMEOUT`]; [`LIFECYCLE_TIMEOUT`]
     /// when `req.timeout` is 0, so set one for commands that may run longer).
     pub async fn exec_sync(&self, req: ExecSyncRequest) -> Result<ExecSyncResponse, CriError> {
-        let deadline = if req.timeout > 0 { seconds(req.timeout).saturating_add(QUERY_TIMEOUT) } else { LIFECYCLE_TIMEOUT };
+        // Without a timeout a command runs as long as it likes (`kubectl exec` waits too);
+        // a day bounds a lost connection.
+        let deadline = if req.timeout > 0 { seconds(req.timeout).saturating_add(QUERY_TIMEOUT) } else { Duration::from_secs(24 * 3600) };
         self.call("/runtime.v1.RuntimeService/ExecSync", req, deadline).await
     }
 

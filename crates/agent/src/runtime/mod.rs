@@ -50,6 +50,12 @@ pub trait Runtime: Send + Sync {
         false
     }
 
+    /// Whether containers get PATH and HOME from their image (and HOSTNAME from the runtime);
+    /// otherwise the pod manager sets them.
+    fn image_env(&self) -> bool {
+        false
+    }
+
     /// Sets up what the pod's containers share (the process runtime: the pod's cgroup;
     /// containerd: the pod sandbox). Idempotent: an agent restart calls it again.
     fn prepare_pod<'a>(&'a self, pod: &'a PodSandbox) -> BoxFuture<'a, Result<(), RuntimeError>>;
@@ -123,7 +129,9 @@ pub struct ContainerLaunch {
     /// The container's `image` (the process runtime only records it).
     #[serde(default)]
     pub image: String,
-    /// `command`, `$(VAR)` references expanded; empty means the image's entrypoint.
+    /// `command`, `$(VAR)` references expanded; empty means the image's entrypoint. (State
+    /// written before `args` existed has `argv`, command and args together.)
+    #[serde(default, alias = "argv")]
     pub command: Vec<String>,
     /// `args`, `$(VAR)` references expanded; empty with an empty `command` means the image's
     /// default arguments.

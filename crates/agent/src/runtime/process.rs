@@ -408,10 +408,16 @@ impl Runtime for ProcessRuntime {
     }
 
     fn cleanup_pod<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, ()> {
-        if let Some(cg) = &self.cgroups {
-            cg.remove_pod(pod_uid);
-        }
-        futures::future::ready(()).boxed()
+        let cgroups = self.cgroups.clone();
+        let uid = pod_uid.to_string();
+        Box::pin(async move {
+            // Removing a cgroup waits for its last processes to go: not on an async worker.
+            if let Some(cg) = cgroups
+                && let Err(e) = tokio::task::spawn_blocking(move || cg.remove_pod(&uid)).await
+            {
+                tracing::warn!(error = %e, "removing the pod's cgroup failed");
+            }
+        })
     }
 }
 
