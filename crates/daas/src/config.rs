@@ -129,6 +129,10 @@ pub struct ServerSettings {
     /// unless it says otherwise: how long its pods stay on a failed node [default: 300]
     #[arg(long, env = "DAAS_DEFAULT_UNREACHABLE_TOLERATION_SECONDS")]
     pub default_unreachable_toleration_seconds: Option<String>,
+    /// How long Events are kept after their last update, as kube-apiserver's `--event-ttl`
+    /// [default: 1h]
+    #[arg(long, env = "DAAS_EVENT_TTL")]
+    pub event_ttl: Option<String>,
 }
 
 impl ServerSettings {
@@ -173,7 +177,8 @@ impl ServerSettings {
             sui_poll_interval,
             controllers,
             node_monitor_grace_period,
-            default_unreachable_toleration_seconds
+            default_unreachable_toleration_seconds,
+            event_ttl
         )
     }
 }
@@ -218,6 +223,7 @@ pub struct ServerConfig {
     pub controllers: Vec<String>,
     pub node_monitor_grace_period: Duration,
     pub default_unreachable_toleration: Duration,
+    pub event_ttl: Duration,
     pub kubernetes_api: bool,
 }
 
@@ -438,6 +444,20 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         }),
     };
     let toleration_secs = num(&mut errors, "default-unreachable-toleration-seconds", &s.default_unreachable_toleration_seconds, 300u64, 0);
+    let event_ttl = match s.event_ttl.as_deref() {
+        None => Duration::from_secs(3600),
+        Some(v) => match parse_duration(v) {
+            Ok(d) if d >= Duration::from_secs(1) => d,
+            Ok(_) => {
+                errors.push("event-ttl: must be at least 1s".to_string());
+                Duration::from_secs(3600)
+            }
+            Err(e) => {
+                errors.push(format!("event-ttl: {e}"));
+                Duration::from_secs(3600)
+            }
+        },
+    };
     let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
     let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
     let kek_file = s.kek_file.as_deref().map(PathBuf::from);
@@ -508,6 +528,7 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         controllers,
         node_monitor_grace_period,
         default_unreachable_toleration: Duration::from_secs(toleration_secs),
+        event_ttl,
         kubernetes_api: !s.disable_kubernetes_api.unwrap_or(false),
     })
 }

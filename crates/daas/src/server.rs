@@ -167,6 +167,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             service_cidr: cfg.service_cidr,
             max_in_flight: cfg.max_requests_inflight,
             default_tolerations: (t, t),
+            event_ttl: cfg.event_ttl,
             ..Default::default()
         }
     };

@@ -227,6 +227,24 @@ fn history_is_compacted_and_old_versions_expire() {
 }
 
 #[test]
+fn events_expire_after_the_event_ttl_and_other_objects_do_not() {
+    let s = Server::start_k8s(&["--event-ttl", "2s"]);
+    let event = r#"{"apiVersion": "v1", "kind": "Event", "metadata": {"name": "short-lived"},
+        "involvedObject": {"kind": "ConfigMap", "name": "keep", "namespace": "default"}, "reason": "Test", "message": "gone soon"}"#;
+    s.kubectl_stdin(&["create", "-f", "-"], event).ok();
+    s.kubectl(&["create", "configmap", "keep", "--from-literal=v=1"]).ok();
+    assert_eq!(s.kubectl(&["get", "events", "-o", "name"]).ok(), "event/short-lived\n");
+    // The TTL (2 s) plus the lease's reuse window, rounded up to whole seconds; the store
+    // checks expiries every 100 ms.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while s.kubectl(&["get", "events", "-o", "name"]).ok() != "" {
+        assert!(std::time::Instant::now() < deadline, "the event outlived its TTL");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(s.kubectl(&["get", "cm", "keep", "-o", "jsonpath={.data.v}"]).ok(), "1");
+}
+
+#[test]
 fn server_side_apply_owns_fields_and_reports_conflicts() {
     if !kubectl_is_recent() {
         return;

@@ -409,12 +409,17 @@ impl Api {
     /// Returns the new revision, or None if the comparison failed.
     async fn cas(&self, rt: &ResourceType, key: &str, obj: Option<&Value>, expect: i64, extra: Vec<RequestOp>) -> ApiResult<Option<i64>> {
         let kb = Bytes::from(key.to_string());
+        // Events expire with a store lease (`--event-ttl`); every write renews it.
+        let lease = match obj {
+            Some(_) if matches!(rt.id, Kind::Event | Kind::EventV1) => self.event_lease().await?,
+            _ => 0,
+        };
         let mut ops = vec![match obj {
             Some(o) => {
                 let mut o = rt.to_storage(o).into_owned();
                 meta::metadata_mut(&mut o).remove("resourceVersion");
                 let value = serde_json::to_vec(&o).map_err(|e| ApiError::internal(e.to_string()))?;
-                RequestOp::Put(PutRequest { key: kb.clone(), value: Bytes::from(value), ..Default::default() })
+                RequestOp::Put(PutRequest { key: kb.clone(), value: Bytes::from(value), lease, ..Default::default() })
             }
             None => RequestOp::DeleteRange(DeleteRangeRequest { span: KeySpan::Single(kb.clone()), prev_kv: false }),
         }];

@@ -57,6 +57,9 @@ pub struct ApiConfig {
     /// (kube-apiserver's `--default-not-ready-toleration-seconds` and
     /// `--default-unreachable-toleration-seconds`).
     pub default_tolerations: (i64, i64),
+    /// How long an Event lives after its last write (kube-apiserver's `--event-ttl`): events
+    /// are stored under a store lease that expires them.
+    pub event_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +70,7 @@ impl Default for ApiConfig {
             bookmark_interval: Duration::from_secs(30),
             watch_buffer: 1024,
             default_tolerations: (300, 300),
+            event_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct Api {
     seal: Option<Arc<crate::seal::Seal>>,
     /// The agents' reverse tunnels, which serve `pods/log` and `pods/exec`.
     pub tunnels: Arc<crate::tunnel::Tunnels>,
+    /// The lease Events are written under, and when it was granted (see `event_lease`).
+    event_lease: tokio::sync::Mutex<Option<(i64, std::time::Instant)>>,
 }
 
 /// What `/kubectl/config` needs to issue kubeconfigs.
@@ -130,7 +136,27 @@ impl Api {
             metrics: Default::default(),
             seal: None,
             tunnels: Default::default(),
+            event_lease: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The store lease for an Event written now. As kube-apiserver does, one lease serves
+    /// every event written within a reuse window (a tenth of the TTL, at most a minute) and
+    /// lives the TTL plus that window, so each event lives at least the TTL after its last
+    /// write and the store holds few leases.
+    pub(crate) async fn event_lease(&self) -> Result<i64, ApiError> {
+        let ttl = self.config.event_ttl;
+        let reuse = (ttl / 10).min(Duration::from_secs(60));
+        let mut current = self.event_lease.lock().await;
+        if let Some((id, granted)) = *current
+            && granted.elapsed() < reuse
+        {
+            return Ok(id);
+        }
+        let secs = i64::try_from((ttl + reuse).as_secs_f64().ceil() as u64).unwrap_or(i64::MAX).max(1);
+        let grant = self.store.lease_grant(0, secs).await?;
+        *current = Some((grant.id, std::time::Instant::now()));
+        Ok(grant.id)
     }
 
     /// Appends one JSON line per mutating request to `path`.
