@@ -89,7 +89,7 @@ impl PodIo for FakePods {
 /// The master's tunnel endpoint without authentication (the real one, `Tunnels::open`,
 /// admits only `system:node:<node>`).
 async fn tunnel_route(State(tunnels): State<Arc<Tunnels>>, Path(node): Path<String>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| tunnels.attach(node, socket))
+    ws.on_upgrade(move |socket| tunnels.attach(node, socket, None))
 }
 
 /// Serves the tunnel endpoint on `listener` with the API server's own connection loop.
@@ -212,4 +212,51 @@ async fn the_agent_keeps_dialling_until_the_master_is_up() {
     assert_eq!(out, b"d/web/app tail=Some(5)\n");
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+}
+
+/// A master whose tunnel credentials can be revoked: once `revoked`, new tunnels are refused
+/// (as authentication refuses a revoked token) and open ones fail their check at the next ping.
+fn revocable_master(listener: TcpListener, revoked: Arc<AtomicBool>) -> Arc<Tunnels> {
+    let tunnels = Arc::new(Tunnels::with_ping_interval(Duration::from_millis(100)));
+    let route = {
+        let (tunnels, revoked) = (tunnels.clone(), revoked.clone());
+        move |Path(node): Path<String>, ws: WebSocketUpgrade| {
+            let (tunnels, revoked) = (tunnels.clone(), revoked.clone());
+            async move {
+                use axum::response::IntoResponse as _;
+                if revoked.load(Ordering::SeqCst) {
+                    return axum::http::StatusCode::UNAUTHORIZED.into_response();
+                }
+                let valid: daas_apiserver::tunnel::Validity =
+                    Arc::new(move || if revoked.load(Ordering::SeqCst) { Err("revoked".to_string()) } else { Ok(()) });
+                ws.on_upgrade(move |socket| tunnels.attach(node, socket, Some(valid)))
+            }
+        }
+    };
+    let app = axum::Router::new().route("/api/v1/nodes/{node}/tunnel", axum::routing::get(route));
+    let (_, serving) = daas_apiserver::serve_plaintext_on(listener, app, std::future::pending()).unwrap();
+    tokio::spawn(serving);
+    tunnels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_closes_a_tunnel_whose_token_was_revoked() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let revoked = Arc::new(AtomicBool::new(false));
+    let tunnels = revocable_master(listener, revoked.clone());
+    let (stop, stop_rx) = watch::channel(false);
+    let task = agent(addr, "n1", Arc::new(FakePods { follow_dropped: Arc::new(AtomicBool::new(false)) }), stop_rx);
+    wait_for("the agent's tunnel", || tunnels.is_connected("n1")).await;
+    // Pings come and go; the tunnel stays while the token is good.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(tunnels.is_connected("n1"));
+    // The agent keeps its end open (as a misbehaving one would); the master closes it anyway.
+    revoked.store(true, Ordering::SeqCst);
+    wait_for("the tunnel closed by the master", || !tunnels.is_connected("n1")).await;
+    // The agent's reconnection attempts are refused: it stays closed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!tunnels.is_connected("n1"));
+    stop.send(true).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }

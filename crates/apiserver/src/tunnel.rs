@@ -47,7 +47,9 @@
 //! **Liveness:** the master sends a WebSocket ping every [`PING_EVERY`]; either side drops a
 //! connection on which nothing (data, control, ping or pong) has arrived for [`SILENCE_LIMIT`].
 //! The agent then reconnects (back-off 1 s doubling to 30 s, with jitter). Requests in flight
-//! when a connection drops fail; they are not resumed.
+//! when a connection drops fail; they are not resumed. At every ping the master checks again
+//! the token the tunnel was opened with: once it is revoked (unstake, slash) or expired, the
+//! master closes the tunnel (1008) and the agent must come back with a token that is valid.
 //!
 //! **Invariant:** the master never dials a node; everything reaches a node over the
 //! connection that node opened and authenticated.
@@ -68,6 +70,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::k8s::auth::User;
+
+/// Whether the credentials a tunnel was opened with are still good (`Err(why)` otherwise).
+pub type Validity = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 use crate::k8s::status::ApiError;
 
 /// Channel of the command's stdin (master → agent).
@@ -249,10 +254,18 @@ pub enum Event {
 pub struct NotConnected(pub String);
 
 /// The live tunnels, by node name.
-#[derive(Default)]
 pub struct Tunnels {
     nodes: Mutex<HashMap<String, Arc<Tunnel>>>,
     serial: AtomicU64,
+    /// How often the master pings (and re-checks credentials); [`PING_EVERY`] unless a test
+    /// set another with [`Tunnels::with_ping_interval`].
+    ping_every: Duration,
+}
+
+impl Default for Tunnels {
+    fn default() -> Self {
+        Tunnels { nodes: Mutex::new(HashMap::new()), serial: AtomicU64::new(0), ping_every: PING_EVERY }
+    }
 }
 
 impl std::fmt::Debug for Tunnels {
@@ -262,6 +275,11 @@ impl std::fmt::Debug for Tunnels {
 }
 
 impl Tunnels {
+    /// Tunnels pinging every `every` (tests; the server uses [`PING_EVERY`]).
+    pub fn with_ping_interval(every: Duration) -> Tunnels {
+        Tunnels { ping_every: every, ..Tunnels::default() }
+    }
+
     /// Whether `node`'s agent has a tunnel now.
     pub fn is_connected(&self, node: &str) -> bool {
         self.nodes.lock().contains_key(node)
@@ -276,7 +294,8 @@ impl Tunnels {
 
     /// `GET /api/v1/nodes/<node>/tunnel` from the authenticated `user`: checks that the caller
     /// is that node's agent and upgrades to a WebSocket served by [`Tunnels::attach`].
-    pub async fn open(self: Arc<Self>, user: &User, node: &str, parts: &mut Parts) -> Response {
+    /// `valid` is asked again at every ping; the tunnel closes when it fails.
+    pub async fn open(self: Arc<Self>, user: &User, node: &str, parts: &mut Parts, valid: Option<Validity>) -> Response {
         let own = user.name.strip_prefix("system:node:") == Some(node) && user.groups.iter().any(|g| g == "system:nodes");
         if !own {
             return ApiError::forbidden(format!(
@@ -293,12 +312,12 @@ impl Tunnels {
             }
         };
         let node = node.to_string();
-        ws.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| self.attach(node, socket))
+        ws.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| self.attach(node, socket, valid))
     }
 
     /// Serves an upgraded, already authenticated tunnel for `node` until it ends, replacing
     /// any older tunnel of the node.
-    pub async fn attach(self: Arc<Self>, node: String, socket: WebSocket) {
+    pub async fn attach(self: Arc<Self>, node: String, socket: WebSocket, valid: Option<Validity>) {
         let (out, out_rx) = mpsc::unbounded_channel();
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
         let tunnel = Arc::new(Tunnel {
@@ -308,13 +327,14 @@ impl Tunnels {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: Notify::new(),
+            valid,
         });
         if let Some(old) = self.nodes.lock().insert(node.clone(), tunnel.clone()) {
             tracing::info!(node = %node, "a newer tunnel replaces the agent's previous one");
             old.closed.notify_one();
         }
         tracing::info!(node = %node, "agent tunnel connected");
-        let why = tunnel.run(socket, out_rx).await;
+        let why = tunnel.run(socket, out_rx, self.ping_every).await;
         {
             let mut nodes = self.nodes.lock();
             if nodes.get(&node).is_some_and(|t| t.serial == serial) {
@@ -382,6 +402,8 @@ struct Tunnel {
     next_id: AtomicU64,
     /// Notified when a newer tunnel replaces this one.
     closed: Notify,
+    /// The opening credentials' check (see [`Validity`]).
+    valid: Option<Validity>,
 }
 
 /// A request waiting for the agent's frames.
@@ -393,8 +415,8 @@ struct Pending {
 
 impl Tunnel {
     /// Reads and writes the socket until it ends; returns why.
-    async fn run(&self, mut socket: WebSocket, mut out: mpsc::UnboundedReceiver<Message>) -> &'static str {
-        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    async fn run(&self, mut socket: WebSocket, mut out: mpsc::UnboundedReceiver<Message>, every: Duration) -> &'static str {
+        let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_seen = Instant::now();
         loop {
@@ -426,6 +448,12 @@ impl Tunnel {
                 _ = ping.tick() => {
                     if last_seen.elapsed() > SILENCE_LIMIT {
                         return "the agent was silent for 60 s";
+                    }
+                    if let Some(Err(why)) = self.valid.as_ref().map(|v| v()) {
+                        tracing::warn!(node = %self.node, %why, "closing the agent's tunnel: its token is no longer valid");
+                        let frame = CloseFrame { code: 1008, reason: Utf8Bytes::from_static("the tunnel's token is no longer valid") };
+                        let _ = socket.send(Message::Close(Some(frame))).await;
+                        return "its token is no longer valid";
                     }
                     if socket.send(Message::Ping(Bytes::new())).await.is_err() {
                         return "writing to the connection failed";
@@ -654,6 +682,7 @@ mod tests {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: Notify::new(),
+            valid: None,
         };
         (Arc::new(t), rx)
     }
@@ -751,7 +780,7 @@ mod tests {
             // The right node, but not a WebSocket request.
             (user("system:node:n1", &["system:nodes"]), 400),
         ] {
-            let r = tunnels.clone().open(&u, "n1", &mut req()).await;
+            let r = tunnels.clone().open(&u, "n1", &mut req(), None).await;
             assert_eq!(r.status().as_u16(), code, "{}", u.name);
         }
     }

@@ -250,3 +250,38 @@ fn an_agent_restart_readopts_its_pods_and_a_master_restart_is_rejoined() {
     assert_eq!(pids(&s), before);
     drop(a);
 }
+
+#[test]
+fn a_slashed_workers_tunnel_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // No controllers: nothing evicts the pod, so only the tunnel decides whether exec works.
+    let s = Server::start_k8s_in(&data, &["--controllers", ""]);
+    let _reaper = Reaper(dir.path().to_path_buf());
+    let key = dir.path().join("w.key");
+    daas_ok(&["dev", "keygen", "--out", key.to_str().unwrap()]);
+    let d = data.to_str().unwrap();
+    let stake = daas_ok(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", "slashed", "--amount", "5000"])
+        .trim()
+        .to_string();
+    let _a = agent(&s, dir.path(), "slashed", &key, &stake);
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"nodeName": "slashed",
+        "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}"#;
+    eventually(Duration::from_secs(30), "the node registered", || s.try_kubectl_json(&["get", "node", "slashed", "-o", "json"]));
+    s.kubectl_stdin(&["create", "-f", "-"], pod).ok();
+    let out = eventually(Duration::from_secs(30), "exec through the tunnel", || {
+        let o = s.kubectl(&["exec", "p", "--", "echo", "in"]);
+        (o.code == Some(0)).then_some(o.stdout)
+    });
+    assert_eq!(out, "in\n");
+
+    // The stake is slashed: the agent's token is revoked. The agent leaves (its heartbeat is
+    // refused) and cannot open another tunnel; had it held on, the master would close the
+    // tunnel at its next ping (`crates/agent/tests/tunnel.rs`).
+    daas_ok(&["dev", "slash", "--data-dir", d, "--stake", &stake]);
+    let refused = eventually(Duration::from_secs(45), "exec refused", || {
+        let o = s.kubectl(&["exec", "p", "--", "echo", "in"]);
+        (o.code != Some(0)).then_some(o.stderr)
+    });
+    assert!(refused.contains("the agent on node \"slashed\" is not connected"), "{refused}");
+}

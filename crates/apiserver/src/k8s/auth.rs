@@ -90,6 +90,13 @@ pub struct Authenticator {
     seal: Option<Arc<daas_chain::TokenVerifier>>,
 }
 
+impl Authenticator {
+    /// The seal token verifier, when stake-backed tokens are accepted.
+    pub fn seal_verifier(&self) -> Option<Arc<daas_chain::TokenVerifier>> {
+        self.seal.clone()
+    }
+}
+
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator").field("tokens", &self.tokens.len()).finish()

@@ -323,7 +323,15 @@ impl Api {
             && !node.is_empty()
             && !node.contains('/')
         {
-            return self.tunnels.clone().open(&user, node, &mut parts).await;
+            // A seal token is checked again for as long as the tunnel lives.
+            let valid: Option<crate::tunnel::Validity> = match (&user.token, self.authn.seal_verifier()) {
+                (Some(token), Some(verifier)) if user.method == "seal" => {
+                    let token = token.clone();
+                    Some(Arc::new(move || verifier.verify(&token, meta::now_unix()).map(|_| ()).map_err(|e| e.to_string())))
+                }
+                _ => None,
+            };
+            return self.tunnels.clone().open(&user, node, &mut parts, valid).await;
         }
         if let Some(seal) = &self.seal {
             if parts.method == axum::http::Method::POST && path == "/api/v1/nodes/heartbeat" {
