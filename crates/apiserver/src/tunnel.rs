@@ -48,8 +48,8 @@
 //! connection on which nothing (data, control, ping or pong) has arrived for [`SILENCE_LIMIT`].
 //! The agent then reconnects (back-off 1 s doubling to 30 s, with jitter). Requests in flight
 //! when a connection drops fail; they are not resumed. At every ping the master checks again
-//! the token the tunnel was opened with: once it is revoked (unstake, slash) or expired, the
-//! master closes the tunnel (1008) and the agent must come back with a token that is valid.
+//! the token the tunnel was opened with: once it is revoked (unstake, slash), the master
+//! closes the tunnel (1008) and the agent must come back with a token that is valid.
 //!
 //! **Invariant:** the master never dials a node; everything reaches a node over the
 //! connection that node opened and authenticated.

@@ -323,11 +323,16 @@ impl Api {
             && !node.is_empty()
             && !node.contains('/')
         {
-            // A seal token is checked again for as long as the tunnel lives.
+            // A seal token is checked again for as long as the tunnel lives: revocation (unstake,
+            // slash) ends the tunnel. Its expiry does not: the agent refreshes its token, and a
+            // connection, once authenticated, does not expire (`kubectl logs -f` goes on).
             let valid: Option<crate::tunnel::Validity> = match (&user.token, self.authn.seal_verifier()) {
                 (Some(token), Some(verifier)) if user.method == "seal" => {
                     let token = token.clone();
-                    Some(Arc::new(move || verifier.verify(&token, meta::now_unix()).map(|_| ()).map_err(|e| e.to_string())))
+                    Some(Arc::new(move || match verifier.verify(&token, meta::now_unix()) {
+                        Err(e @ daas_chain::TokenError::Revoked) => Err(e.to_string()),
+                        _ => Ok(()),
+                    }))
                 }
                 _ => None,
             };
