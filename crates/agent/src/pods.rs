@@ -164,6 +164,27 @@ pub struct PodManager {
     pods: Mutex<HashMap<String, PodEntry>>,
     /// Removals under way (see [`PodManager::removals_done`]).
     removals: watch::Sender<usize>,
+    /// The pods being removed, by uid.
+    removing: Mutex<HashMap<String, Arc<PodCell>>>,
+}
+
+/// Marks a pod as being removed for as long as it lives.
+struct MarkedRemoving<'a> {
+    map: &'a Mutex<HashMap<String, Arc<PodCell>>>,
+    uid: String,
+}
+
+impl<'a> MarkedRemoving<'a> {
+    fn new(map: &'a Mutex<HashMap<String, Arc<PodCell>>>, uid: &str, cell: Arc<PodCell>) -> MarkedRemoving<'a> {
+        map.lock().insert(uid.to_string(), cell);
+        MarkedRemoving { map, uid: uid.to_string() }
+    }
+}
+
+impl Drop for MarkedRemoving<'_> {
+    fn drop(&mut self) {
+        self.map.lock().remove(&self.uid);
+    }
 }
 
 /// Counts one removal under way for as long as it lives (also when its future is dropped).
@@ -230,6 +251,7 @@ impl PodManager {
             shared: Arc::new(Shared { config, runtime, sources, changes: Mutex::new(Vec::new()), events: Mutex::new(Vec::new()) }),
             pods: Mutex::new(HashMap::new()),
             removals: watch::Sender::new(0),
+            removing: Mutex::new(HashMap::new()),
         })
     }
 
@@ -274,9 +296,23 @@ impl PodManager {
     /// Stops the pod gracefully (preStop hooks, SIGTERM to each container's process group,
     /// `grace` — or the deletion's or the pod's grace period — then SIGKILL) and removes its
     /// processes, cgroups and directory. Resolves when done.
+    ///
+    /// A second removal of a pod already being removed (a forced delete during a graceful
+    /// one) does not clean up under the first: with grace 0 it kills the pod's containers now
+    /// and leaves the rest to the first.
     pub async fn remove(&self, uid: &str, grace: Option<Duration>) {
         let _counted = Removing::new(&self.removals);
         let entry = self.pods.lock().remove(uid);
+        if entry.is_none() {
+            let ongoing = self.removing.lock().get(uid).cloned();
+            if let Some(cell) = ongoing {
+                if grace.is_some_and(|g| g.is_zero()) {
+                    cell.kill_everything().await;
+                }
+                return;
+            }
+        }
+        let _marked = entry.as_ref().map(|e| MarkedRemoving::new(&self.removing, uid, e.cell.clone()));
         if let Some(entry) = entry {
             let grace = grace.unwrap_or_else(|| entry.cell.grace());
             entry.cell.request_stop(grace);
@@ -1779,6 +1815,31 @@ mod tests {
             mgr.remove(&uid, Some(Duration::from_secs(2))).await;
             wait_for("no grandchild left", || sleepers(&marker).is_empty()).await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forced_removal_hurries_a_graceful_one_without_cleaning_up_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(dir.path());
+        let uid = "t-forced";
+        let marker = format!("3000.{}", std::process::id());
+        // Ignores SIGTERM: only SIGKILL ends it.
+        mgr.sync(&pod(uid, json!({"containers": [{"name": "c", "command": sh(&format!("trap '' TERM; sleep {marker} & wait; wait"))}]})));
+        wait_for("the sleeper", || sleepers(&marker).len() == 1).await;
+        let began = tokio::time::Instant::now();
+        let graceful = {
+            let mgr = mgr.clone();
+            tokio::spawn(async move { mgr.remove(uid, Some(Duration::from_secs(60))).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!graceful.is_finished(), "the graceful removal waits for its grace period");
+        assert!(pod_dir(dir.path(), uid).exists(), "the pod directory stays meanwhile");
+        // The forced removal kills now; the graceful one then finishes and cleans up.
+        bounded(mgr.remove(uid, Some(Duration::ZERO))).await;
+        bounded(graceful).await.unwrap();
+        assert!(began.elapsed() < Duration::from_secs(30), "{:?}", began.elapsed());
+        assert!(sleepers(&marker).is_empty());
+        assert!(!pod_dir(dir.path(), uid).exists());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
