@@ -7,7 +7,7 @@
 //! master restarted, stake revoked) sends it back to attest and join; SIGTERM cordons the
 //! node, stops its pods gracefully and ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -311,6 +311,8 @@ async fn pod_loop(client: Client, node: String, pods: Arc<PodManager>) {
     let api: Api<Pod> = Api::all(client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut known: HashMap<String, (String, String)> = HashMap::new();
+    // The uids of a (re)list in progress.
+    let mut listing: Option<HashSet<String>> = None;
     let mut events = watcher(api, wc).default_backoff().boxed();
     while let Some(ev) = events.next().await {
         let ev = match ev {
@@ -321,9 +323,32 @@ async fn pod_loop(client: Client, node: String, pods: Arc<PodManager>) {
             }
         };
         let (applied, deleted): (Vec<Pod>, Vec<Pod>) = match ev {
-            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (vec![p], vec![]),
+            watcher::Event::Apply(p) => (vec![p], vec![]),
+            watcher::Event::InitApply(p) => {
+                if let Some(seen) = listing.as_mut() {
+                    seen.insert(p.uid().unwrap_or_default());
+                }
+                (vec![p], vec![])
+            }
             watcher::Event::Delete(p) => (vec![], vec![p]),
-            watcher::Event::Init | watcher::Event::InitDone => (vec![], vec![]),
+            watcher::Event::Init => {
+                listing = Some(HashSet::new());
+                (vec![], vec![])
+            }
+            watcher::Event::InitDone => {
+                // A full list: pods this agent runs that the API no longer has (deleted while
+                // the agent was away) go, and so does what the runtime holds for them.
+                if let Some(seen) = listing.take() {
+                    for uid in pods.uids().into_iter().filter(|u| !seen.contains(u)) {
+                        tracing::info!(%uid, "the pod is gone from the API; removing it");
+                        let pods = pods.clone();
+                        tokio::spawn(async move { pods.remove(&uid, Some(Duration::ZERO)).await });
+                    }
+                    let pods = pods.clone();
+                    tokio::spawn(async move { pods.sweep(&seen).await });
+                }
+                (vec![], vec![])
+            }
         };
         for p in deleted {
             let uid = p.uid().unwrap_or_default();

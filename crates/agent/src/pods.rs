@@ -336,6 +336,12 @@ impl PodManager {
         }
     }
 
+    /// Asks the runtime to remove what it holds for pods other than `keep` (after a full list
+    /// of the node's pods; see [`Runtime::sweep`]).
+    pub async fn sweep(&self, keep: &HashSet<String>) {
+        self.shared.runtime.sweep(keep).await;
+    }
+
     /// Resolves when no removal is under way (the agent waits for this before it exits, so
     /// that a pod deleted just before leaves no process or container behind).
     pub async fn removals_done(&self) {

@@ -91,6 +91,7 @@ async fn containerd_runtime(a: &AgentArgs) -> anyhow::Result<Arc<dyn daas_agent:
     use daas_agent::runtime::containerd::{ContainerdConfig, ContainerdRuntime};
     let mut config = ContainerdConfig::new(a.containerd_socket.clone());
     config.image_dir.clone_from(&a.image_dir);
+    config.node = Some(a.node_name.clone());
     Ok(Arc::new(ContainerdRuntime::connect(config).await.map_err(anyhow::Error::msg)?))
 }
 

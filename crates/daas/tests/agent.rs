@@ -232,6 +232,23 @@ fn an_agent_restart_readopts_its_pods_and_a_master_restart_is_rejoined() {
     assert!(procs >= 2, "the containers still run: {procs}");
     assert_eq!(s.kubectl(&["logs", &before[0].0]).ok(), logs_before, "logs kept across the agent restart");
 
+    // A pod force-deleted while the agent is away is stopped when it comes back.
+    let orphan = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan"}, "spec": {"nodeName": "solo",
+        "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3599"]}]}}"#;
+    s.kubectl_stdin(&["create", "-f", "-"], orphan).ok();
+    let orphans = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x003599\x00"))
+            .count()
+    };
+    eventually(Duration::from_secs(30), "the orphan running", || (orphans() == 1).then_some(()));
+    a.kill();
+    s.kubectl(&["delete", "pod", "orphan", "--force", "--grace-period=0"]);
+    let a = agent(&s, dir.path(), "solo", &key, &stake);
+    eventually(Duration::from_secs(30), "the orphan stopped", || (orphans() == 0).then_some(()));
+
     // The master restarts (new enclave key: the agent's token is void); the agent rejoins.
     s.stop();
     let s = start();

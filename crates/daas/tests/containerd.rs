@@ -89,6 +89,12 @@ impl Containerd {
     fn containers(&self) -> Vec<String> {
         String::from_utf8_lossy(&self.ctr(&["containers", "list", "--quiet"]).stdout).lines().map(str::to_string).collect()
     }
+
+    /// The containers (sandbox included) of one pod.
+    fn containers_of(&self, pod_uid: &str) -> Vec<String> {
+        let filter = format!("labels.\"io.kubernetes.pod.uid\"=={pod_uid}");
+        String::from_utf8_lossy(&self.ctr(&["containers", "list", "--quiet", &filter]).stdout).lines().map(str::to_string).collect()
+    }
 }
 
 impl Drop for Containerd {
@@ -314,8 +320,12 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
     });
     assert!(reason == "ErrImagePull" || reason == "ImagePullBackOff", "{reason}");
 
-    // The agent restarts: the same containers are re-adopted (same ids, no restarts).
+    // The agent restarts: the same containers are re-adopted (same ids, no restarts). A pod
+    // force-deleted while it was away is removed with its sandbox.
+    let hog_uid = s.kubectl(&["get", "pod", "hog", "-o", "jsonpath={.metadata.uid}"]).ok();
+    assert!(!ctd.containers_of(&hog_uid).is_empty());
     a.kill();
+    s.kubectl(&["delete", "pod", "hog", "--force", "--grace-period=0"]);
     let a = agent(&s, dir.path(), &ctd, &key, &stake);
     std::thread::sleep(Duration::from_secs(3));
     let after = eventually(Duration::from_secs(60), "the web pods re-adopted", || {
@@ -324,6 +334,9 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
     });
     assert_eq!(after, before);
     assert_eq!(s.kubectl(&["logs", &pod]).ok(), logs, "logs kept across the agent restart");
+    eventually(Duration::from_secs(30), "the force-deleted pod's containers removed", || {
+        ctd.containers_of(&hog_uid).is_empty().then_some(())
+    });
 
     // Deleting the pods removes their containers.
     let count_before = ctd.containers().len();

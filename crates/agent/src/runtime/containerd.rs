@@ -33,6 +33,8 @@ const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
 const LABEL_CONTAINER: &str = "io.kubernetes.container.name";
 /// Marks what this agent made, so that cleanup never touches other clients' containers.
 const LABEL_MANAGED: &str = "k3s-daas.io/managed";
+/// The node whose agent made a sandbox (several agents may share one containerd).
+const LABEL_NODE: &str = "k3s-daas.io/node";
 
 /// The CFS period the kubelet uses (µs).
 const CPU_PERIOD_US: i64 = 100_000;
@@ -51,12 +53,14 @@ pub struct ContainerdConfig {
     pub ctr: Option<PathBuf>,
     /// How often a running instance is asked whether it has ended.
     pub exit_poll: Duration,
+    /// This agent's node: its sandboxes are labelled with it, and only those are swept.
+    pub node: Option<String>,
 }
 
 impl ContainerdConfig {
     /// The defaults for `socket`.
     pub fn new(socket: PathBuf) -> ContainerdConfig {
-        ContainerdConfig { socket, image_dir: None, ctr: None, exit_poll: Duration::from_millis(250) }
+        ContainerdConfig { socket, image_dir: None, ctr: None, exit_poll: Duration::from_millis(250), node: None }
     }
 }
 
@@ -380,7 +384,10 @@ impl ContainerdRuntime {
         }
         let existing = self.list_sandboxes(&pod.uid).await?;
         let attempt = existing.iter().filter_map(|s| s.metadata.as_ref().map(|m| m.attempt + 1)).max().unwrap_or(0);
-        let config = sandbox_config(pod, attempt);
+        let mut config = sandbox_config(pod, attempt);
+        if let Some(node) = &self.config.node {
+            config.labels.insert(LABEL_NODE.to_string(), node.clone());
+        }
         if let Some(ready) = existing.iter().find(|s| s.state == cri::PodSandboxState::SandboxReady as i32) {
             let mut config = config;
             config.metadata = ready.metadata.clone();
@@ -474,6 +481,27 @@ impl ContainerdRuntime {
         }
     }
 
+    /// Removes this node's sandboxes whose pod is not in `keep`.
+    async fn sweep_sandboxes(&self, keep: &std::collections::HashSet<String>) {
+        let Some(node) = &self.config.node else { return };
+        let filter = cri::PodSandboxFilter { label_selector: labels(&[(LABEL_MANAGED, "true"), (LABEL_NODE, node)]), ..Default::default() };
+        let found = match self.client.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) }).await {
+            Ok(r) => r.items,
+            Err(e) => {
+                warn!(error = %e, "listing sandboxes to sweep failed");
+                return;
+            }
+        };
+        for s in found {
+            let uid = s.labels.get(LABEL_POD_UID).cloned().unwrap_or_default();
+            if !keep.contains(&uid) {
+                info!(sandbox = %short(&s.id), pod = %uid, "removing the sandbox of a pod this node no longer runs");
+                self.sandboxes.lock().remove(&uid);
+                self.remove_sandbox(&s.id).await;
+            }
+        }
+    }
+
     async fn cleanup(&self, pod_uid: &str) {
         self.sandboxes.lock().remove(pod_uid);
         match self.list_sandboxes(pod_uid).await {
@@ -546,6 +574,10 @@ impl Runtime for ContainerdRuntime {
 
     fn cleanup_pod<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, ()> {
         self.cleanup(pod_uid).boxed()
+    }
+
+    fn sweep<'a>(&'a self, keep: &'a std::collections::HashSet<String>) -> BoxFuture<'a, ()> {
+        self.sweep_sandboxes(keep).boxed()
     }
 }
 
