@@ -1208,6 +1208,9 @@ async fn watch_instance(
         if let Some(r) = s.record_mut(&spec.name) {
             r.starts = launch.attempt + 1;
             r.set_running(started_at, id.clone(), container_id.clone(), launch.clone());
+            if started.image_id.is_some() {
+                r.image_id.clone_from(&started.image_id);
+            }
             r.started = !has_startup;
             r.ready = !has_startup && !has_readiness && role != Role::Init;
         }

@@ -55,6 +55,9 @@ pub enum Current {
 pub struct ContainerRecord {
     pub name: String,
     pub image: String,
+    /// The image the runtime resolved (`imageID`); the reference itself where it has none.
+    #[serde(default)]
+    pub image_id: Option<String>,
     /// Instances started so far; the restart count is one less.
     pub starts: u32,
     pub current: Current,
@@ -73,6 +76,7 @@ impl ContainerRecord {
         ContainerRecord {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
+            image_id: None,
             starts: 0,
             current: Current::Waiting { reason: waiting_reason.to_string(), message: None },
             last: None,
@@ -143,8 +147,8 @@ impl ContainerRecord {
         ContainerStatus {
             name: self.name.clone(),
             image: self.image.clone(),
-            // Images are not pulled by the process runtime; the reference is all there is.
-            image_id: self.image.clone(),
+            // The process runtime has no images: the reference is all there is.
+            image_id: self.image_id.clone().unwrap_or_else(|| self.image.clone()),
             container_id,
             ready: self.ready,
             restart_count: self.restart_count(),

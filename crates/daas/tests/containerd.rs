@@ -287,6 +287,9 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
         (v.len() == 2).then_some(v)
     });
     assert!(before[0].1.starts_with("containerd://"), "{before:?}");
+    // The image as containerd resolved it.
+    let image_id = s.kubectl(&["get", "pod", &before[0].0, "-o", "jsonpath={.status.containerStatuses[0].imageID}"]).ok();
+    assert!(image_id.contains("sha256:"), "{image_id}");
     let pod = before[0].0.clone();
     let logs = eventually(Duration::from_secs(20), "the pod's log", || {
         let o = s.kubectl(&["logs", &pod]);

@@ -207,29 +207,34 @@ impl ContainerdRuntime {
         imported
     }
 
-    async fn has_image(&self, image: &str) -> Result<bool, RuntimeError> {
+    /// The image's id as the status reports it (its repo digest, else its id), if containerd
+    /// has it.
+    async fn image_id(&self, image: &str) -> Result<Option<String>, RuntimeError> {
         let r = self
             .client
             .image_status(cri::ImageStatusRequest { image: Some(image_spec(image)), verbose: false })
             .await
             .map_err(|s| service("asking containerd for an image", &s))?;
-        Ok(r.image.is_some())
+        Ok(r.image.map(|i| i.repo_digests.into_iter().next().unwrap_or(i.id)))
     }
 
     /// Makes sure containerd has `image`: already there, in the image directory, or pulled.
-    async fn ensure_image(&self, image: &str, sandbox: &cri::PodSandboxConfig) -> Result<(), RuntimeError> {
+    /// Returns its id.
+    async fn ensure_image(&self, image: &str, sandbox: &cri::PodSandboxConfig) -> Result<Option<String>, RuntimeError> {
         if image.is_empty() {
             return Err(RuntimeError::Unsupported("the containerd runtime needs spec.containers[].image".to_string()));
         }
-        if self.has_image(image).await? {
-            return Ok(());
+        if let Some(id) = self.image_id(image).await? {
+            return Ok(Some(id));
         }
-        if self.import_images().await > 0 && self.has_image(image).await? {
-            return Ok(());
+        if self.import_images().await > 0
+            && let Some(id) = self.image_id(image).await?
+        {
+            return Ok(Some(id));
         }
         let pull = cri::PullImageRequest { image: Some(image_spec(image)), sandbox_config: Some(sandbox.clone()) };
         match self.client.pull_image(pull).await {
-            Ok(_) => Ok(()),
+            Ok(r) => Ok(Some(r.image_ref)),
             Err(s) => Err(RuntimeError::Image(format!(
                 "Failed to pull image \"{image}\": {} (not in the image directory{})",
                 s.message(),
@@ -327,7 +332,7 @@ impl ContainerdRuntime {
 
     async fn start_instance(&self, launch: ContainerLaunch) -> Result<Started, RuntimeError> {
         let sandbox = self.sandbox(&launch.pod_uid).await?;
-        self.ensure_image(&launch.image, &sandbox.config).await?;
+        let image_id = self.ensure_image(&launch.image, &sandbox.config).await?;
         // CRI names are unique per (pod, container, attempt): a leftover of the same attempt
         // (an agent that died between create and start) goes first.
         for old in self.instance_containers(&launch).await? {
@@ -350,7 +355,7 @@ impl ContainerdRuntime {
         }
         let exit = self.watch_exit(id.clone());
         self.remove_old_attempts(&launch).await;
-        Ok(Started { id: InstanceId { pid: 0, start_ticks: 0, handle: Some(id) }, exit })
+        Ok(Started { id: InstanceId { pid: 0, start_ticks: 0, handle: Some(id) }, image_id, exit })
     }
 
     /// Removes the instances of a container older than the previous one (kept for `kubectl
@@ -428,11 +433,14 @@ impl ContainerdRuntime {
         match self.client.container_status(cri::ContainerStatusRequest { container_id: handle.clone(), verbose: false }).await {
             Ok(r) => match r.status.as_ref().and_then(exit_of) {
                 Some(exit) => Adoption::Ended(exit),
-                None => Adoption::Running(Started { id: id.clone(), exit: self.watch_exit(handle) }),
+                None => {
+                    let image_id = r.status.map(|s| s.image_ref).filter(|i| !i.is_empty());
+                    Adoption::Running(Started { id: id.clone(), image_id, exit: self.watch_exit(handle) })
+                }
             },
             Err(s) if s.is_not_found() => Adoption::Ended(lost()),
             // containerd is still starting: watch; the watcher keeps asking.
-            Err(_) => Adoption::Running(Started { id: id.clone(), exit: self.watch_exit(handle) }),
+            Err(_) => Adoption::Running(Started { id: id.clone(), image_id: None, exit: self.watch_exit(handle) }),
         }
     }
 

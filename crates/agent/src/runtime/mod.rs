@@ -224,6 +224,9 @@ impl Exit {
 /// A started (or adopted) instance.
 pub struct Started {
     pub id: InstanceId,
+    /// The image the instance runs, as the runtime names it (`repo@sha256:…`), for the
+    /// status's `imageID`; `None` where the runtime has no images.
+    pub image_id: Option<String>,
     /// Resolves once when the instance has ended.
     pub exit: BoxFuture<'static, Exit>,
 }

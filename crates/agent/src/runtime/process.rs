@@ -256,7 +256,7 @@ impl ProcessRuntime {
             exit_from_status(status, &exit_file, oom)
         }
         .boxed();
-        Ok(Started { id, exit })
+        Ok(Started { id, image_id: None, exit })
     }
 
     /// The `sh -c` script every instance runs under; the command follows as `"$@"`.
@@ -441,7 +441,7 @@ impl ProcessRuntime {
             exit_from_file(&exit_file, oom_killed)
         }
         .boxed();
-        Adoption::Running(Started { id, exit })
+        Adoption::Running(Started { id, image_id: None, exit })
     }
 }
 
