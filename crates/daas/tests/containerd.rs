@@ -305,6 +305,27 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
     let o = s.kubectl(&["exec", &pod, "--", "sh", "-c", "exit 3"]);
     assert_eq!(o.code, Some(3), "{}", o.stderr);
 
+    // Its sandbox and container are killed behind the agent's back: the container is
+    // restarted in a new sandbox.
+    let uid = s.kubectl(&["get", "pod", &pod, "-o", "jsonpath={.metadata.uid}"]).ok();
+    let ids = ctd.containers_of(&uid);
+    assert_eq!(ids.len(), 2, "a sandbox and its container: {ids:?}");
+    for id in &ids {
+        ctd.ctr(&["tasks", "kill", "--signal", "SIGKILL", id]);
+    }
+    eventually(Duration::from_secs(90), "the pod running again in a new sandbox", || {
+        let p = s.kubectl_json(&["get", "pod", &pod, "-o", "json"]);
+        let c = &p["status"]["containerStatuses"][0];
+        (c["restartCount"].as_i64()? >= 1 && c["state"]["running"].is_object() && pod_ready(&p)).then_some(())
+    });
+    let now = ctd.containers_of(&uid);
+    assert!(now.iter().filter(|id| !ids.contains(id)).count() >= 2, "a new sandbox and container: {ids:?} → {now:?}");
+    assert_eq!(s.kubectl(&["exec", &pod, "--", "cat", "/tmp/ready"]).ok(), "ok\n");
+    let before = eventually(Duration::from_secs(30), "2 web pods Running and Ready", || {
+        let v = running();
+        (v.len() == 2).then_some(v)
+    });
+
     // A memory limit is enforced and reported.
     s.kubectl_stdin(&["apply", "-f", "-"], HOG).ok();
     let hog = eventually(Duration::from_secs(60), "the hog terminated", || {

@@ -244,11 +244,35 @@ impl ContainerdRuntime {
     }
 
     /// The pod's sandbox, as [`ContainerdRuntime::prepare`] found or made it.
+    /// One whose sandbox died (its pause process killed, containerd restarted without it) gets
+    /// a new one, as the kubelet does.
     async fn sandbox(&self, pod_uid: &str) -> Result<Sandbox, RuntimeError> {
-        if let Some(s) = self.sandboxes.lock().get(pod_uid).cloned() {
-            return Ok(s);
+        let known = self.sandboxes.lock().get(pod_uid).cloned();
+        let Some(s) = known else {
+            return Err(RuntimeError::Service(format!("pod {pod_uid} has no sandbox on containerd")));
+        };
+        match self.client.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: s.id.clone(), verbose: false }).await {
+            Ok(r) if r.status.as_ref().is_some_and(|st| st.state == cri::PodSandboxState::SandboxReady as i32) => return Ok(s),
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(service("asking containerd for a sandbox", &e)),
         }
-        Err(RuntimeError::Service(format!("pod {pod_uid} has no sandbox on containerd")))
+        warn!(pod = %pod_uid, sandbox = %short(&s.id), "the pod's sandbox is not ready any more; making a new one");
+        self.sandboxes.lock().remove(pod_uid);
+        let meta = s.config.metadata.clone().unwrap_or_default();
+        let pod = PodSandbox {
+            uid: pod_uid.to_string(),
+            name: meta.name,
+            namespace: meta.namespace,
+            hostname: String::new(),
+            log_dir: PathBuf::from(&s.config.log_directory),
+        };
+        self.prepare(&pod).await?;
+        self.sandboxes
+            .lock()
+            .get(pod_uid)
+            .cloned()
+            .ok_or_else(|| RuntimeError::Service(format!("pod {pod_uid} has no sandbox on containerd")))
     }
 
     async fn list_sandboxes(&self, pod_uid: &str) -> Result<Vec<cri::PodSandbox>, RuntimeError> {
