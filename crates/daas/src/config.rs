@@ -301,6 +301,23 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
         }
     }
 
+    /// A duration setting: `default` when absent, an error (and `default`) when it does not
+    /// parse or is below `min`.
+    fn duration(errors: &mut Vec<String>, name: &str, v: Option<&str>, default: Duration, min: Duration) -> Duration {
+        match v.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) if d >= min => d,
+            Some(Ok(_)) => {
+                errors.push(format!("{name}: must be at least {min:?}"));
+                default
+            }
+            Some(Err(e)) => {
+                errors.push(format!("{name}: {e}"));
+                default
+            }
+        }
+    }
+
     let data_dir = s.data_dir.as_deref().map(PathBuf::from).unwrap_or_else(default_data_dir);
     if data_dir.as_os_str().is_empty() {
         errors.push("data-dir: must not be empty".into());
@@ -372,13 +389,8 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
     if dek_rotate_after > 1 << 32 {
         errors.push(format!("dek-rotate-after: {dek_rotate_after} exceeds 2^32, the AES-GCM limit for random nonces"));
     }
-    let watch_progress_interval = match &s.watch_progress_interval {
-        None => Duration::from_secs(600),
-        Some(v) => parse_duration(v).unwrap_or_else(|e| {
-            errors.push(format!("watch-progress-interval: {e}"));
-            Duration::from_secs(600)
-        }),
-    };
+    let watch_progress_interval =
+        duration(&mut errors, "watch-progress-interval", s.watch_progress_interval.as_deref(), Duration::from_secs(600), Duration::ZERO);
     let compaction_interval = match s.compaction_interval.as_deref() {
         None => Some(Duration::from_secs(300)),
         Some("off" | "0") => None,
@@ -411,53 +423,17 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
             }
         },
     };
-    let seal_token_ttl = match s.seal_token_ttl.as_deref() {
-        None => Duration::from_secs(3600),
-        Some(v) => parse_duration(v).unwrap_or_else(|e| {
-            errors.push(format!("seal-token-ttl: {e}"));
-            Duration::from_secs(3600)
-        }),
-    };
-    let sui_poll_interval = match s.sui_poll_interval.as_deref() {
-        None => Duration::from_secs(1),
-        Some(v) => match parse_duration(v) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                errors.push("sui-poll-interval: must be more than 0".into());
-                Duration::from_secs(1)
-            }
-            Err(e) => {
-                errors.push(format!("sui-poll-interval: {e}"));
-                Duration::from_secs(1)
-            }
-        },
-    };
+    let seal_token_ttl = duration(&mut errors, "seal-token-ttl", s.seal_token_ttl.as_deref(), Duration::from_secs(3600), Duration::ZERO);
+    let sui_poll_interval =
+        duration(&mut errors, "sui-poll-interval", s.sui_poll_interval.as_deref(), Duration::from_secs(1), Duration::from_millis(1));
     let controllers = daas_controllers::parse_controllers(s.controllers.as_deref().unwrap_or("*")).unwrap_or_else(|e| {
         errors.push(format!("controllers: {e}"));
         Vec::new()
     });
-    let node_monitor_grace_period = match s.node_monitor_grace_period.as_deref() {
-        None => Duration::from_secs(40),
-        Some(v) => parse_duration(v).unwrap_or_else(|e| {
-            errors.push(format!("node-monitor-grace-period: {e}"));
-            Duration::from_secs(40)
-        }),
-    };
+    let node_monitor_grace_period =
+        duration(&mut errors, "node-monitor-grace-period", s.node_monitor_grace_period.as_deref(), Duration::from_secs(40), Duration::ZERO);
     let toleration_secs = num(&mut errors, "default-unreachable-toleration-seconds", &s.default_unreachable_toleration_seconds, 300u64, 0);
-    let event_ttl = match s.event_ttl.as_deref() {
-        None => Duration::from_secs(3600),
-        Some(v) => match parse_duration(v) {
-            Ok(d) if d >= Duration::from_secs(1) => d,
-            Ok(_) => {
-                errors.push("event-ttl: must be at least 1s".to_string());
-                Duration::from_secs(3600)
-            }
-            Err(e) => {
-                errors.push(format!("event-ttl: {e}"));
-                Duration::from_secs(3600)
-            }
-        },
-    };
+    let event_ttl = duration(&mut errors, "event-ttl", s.event_ttl.as_deref(), Duration::from_secs(3600), Duration::from_secs(1));
     let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
     let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
     let kek_file = s.kek_file.as_deref().map(PathBuf::from);

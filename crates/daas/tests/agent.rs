@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Running, Server, daas_command, daas_ok, eventually, pod_ready, spawn_command};
+use common::{Running, Server, daas_command, daas_ok, eventually, pod_ready, spawn_command, staked_worker};
 use serde_json::Value;
 
 fn agent(s: &Server, dir: &Path, node: &str, key: &Path, stake: &str) -> Running {
@@ -69,14 +69,9 @@ fn two_agents_run_a_deployment_with_logs_exec_failover_and_crash_loops() {
         &data,
         &["--controllers", "*", "--node-monitor-grace-period", "4s", "--default-unreachable-toleration-seconds", "2"],
     );
-    let d = data.to_str().unwrap();
     let mut stakes = Vec::new();
     for node in ["agent-a", "agent-b"] {
-        let key = dir.path().join(format!("{node}.key"));
-        daas_ok(&["dev", "keygen", "--out", key.to_str().unwrap()]);
-        let stake = daas_ok(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", node, "--amount", "5000"])
-            .trim()
-            .to_string();
+        let (key, stake) = staked_worker(dir.path(), &data, node);
         stakes.push((node, key, stake));
     }
     let _reaper = Reaper(dir.path().to_path_buf());
@@ -188,12 +183,7 @@ fn an_agent_restart_readopts_its_pods_and_a_master_restart_is_rejoined() {
         Server::start_command(cmd, &data)
     };
     let s = start();
-    let key = dir.path().join("w.key");
-    daas_ok(&["dev", "keygen", "--out", key.to_str().unwrap()]);
-    let d = data.to_str().unwrap();
-    let stake = daas_ok(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", "solo", "--amount", "5000"])
-        .trim()
-        .to_string();
+    let (key, stake) = staked_worker(dir.path(), &data, "solo");
     let a = agent(&s, dir.path(), "solo", &key, &stake);
     s.kubectl(&["create", "deployment", "sleeper", "--image=busybox", "--replicas=2", "--", "sh", "-c", "echo started $$; sleep 3600"])
         .ok();
@@ -275,12 +265,8 @@ fn a_slashed_workers_tunnel_is_closed() {
     // No controllers: nothing evicts the pod, so only the tunnel decides whether exec works.
     let s = Server::start_k8s_in(&data, &["--controllers", ""]);
     let _reaper = Reaper(dir.path().to_path_buf());
-    let key = dir.path().join("w.key");
-    daas_ok(&["dev", "keygen", "--out", key.to_str().unwrap()]);
+    let (key, stake) = staked_worker(dir.path(), &data, "slashed");
     let d = data.to_str().unwrap();
-    let stake = daas_ok(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", "slashed", "--amount", "5000"])
-        .trim()
-        .to_string();
     let _a = agent(&s, dir.path(), "slashed", &key, &stake);
     let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"nodeName": "slashed",
         "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}"#;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Running, Server, daas_command, daas_ok, eventually, pod_ready, spawn_command};
+use common::{Running, Server, daas_command, daas_ok, eventually, pod_ready, spawn_command, staked_worker};
 
 /// A containerd of the test's own (state, socket and images in a temporary directory),
 /// stopped when dropped.
@@ -251,11 +251,7 @@ fn containerd_runs_pods_from_images_with_limits_logs_exec_and_readoption() {
 
     let data = dir.path().join("data");
     let s = Server::start_k8s_in(&data, &["--controllers", "*"]);
-    let key = dir.path().join("w.key");
-    daas_ok(&["dev", "keygen", "--out", key.to_str().unwrap()]);
-    let d = data.to_str().unwrap();
-    let stake =
-        daas_ok(&["dev", "stake", "--data-dir", d, "--key", key.to_str().unwrap(), "--node", "ctd", "--amount", "5000"]).trim().to_string();
+    let (key, stake) = staked_worker(dir.path(), &data, "ctd");
     let a = agent(&s, dir.path(), &ctd, &key, &stake);
     let node = eventually(Duration::from_secs(60), "the node Ready", || {
         let n = s.try_kubectl_json(&["get", "node", "ctd", "-o", "json"])?;

@@ -345,6 +345,26 @@ pub fn daas_ok(args: &[&str]) -> String {
     run_command(cmd, &format!("daas {}", args.join(" ")), Duration::from_secs(60)).ok()
 }
 
+/// A new Sui key at `dir/<node>.key` and a 5000 stake for `node` on the development ledger of
+/// the server whose data dir is `data`: (key file, stake object id).
+pub fn staked_worker(dir: &Path, data: &Path, node: &str) -> (PathBuf, String) {
+    let key = dir.join(format!("{node}.key"));
+    daas_ok(&["dev", "keygen", "--out", key.to_str().expect("UTF-8 path")]);
+    let stake = daas_ok(&[
+        "dev",
+        "stake",
+        "--data-dir",
+        data.to_str().expect("UTF-8 path"),
+        "--key",
+        key.to_str().expect("UTF-8 path"),
+        "--node",
+        node,
+        "--amount",
+        "5000",
+    ]);
+    (key, stake.trim().to_string())
+}
+
 pub fn daas_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_daas"));
     for (name, _) in std::env::vars_os() {
