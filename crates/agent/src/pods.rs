@@ -165,25 +165,31 @@ pub struct PodManager {
     /// Removals under way (see [`PodManager::removals_done`]).
     removals: watch::Sender<usize>,
     /// The pods being removed, by uid.
-    removing: Mutex<HashMap<String, Arc<PodCell>>>,
+    removing: Mutex<HashMap<String, Ongoing>>,
 }
 
 /// Marks a pod as being removed for as long as it lives.
 struct MarkedRemoving<'a> {
-    map: &'a Mutex<HashMap<String, Arc<PodCell>>>,
+    map: &'a Mutex<HashMap<String, Ongoing>>,
     uid: String,
+    done: watch::Sender<bool>,
 }
 
+/// A removal under way: the pod, and whether the removal has finished.
+type Ongoing = (Arc<PodCell>, watch::Receiver<bool>);
+
 impl<'a> MarkedRemoving<'a> {
-    fn new(map: &'a Mutex<HashMap<String, Arc<PodCell>>>, uid: &str, cell: Arc<PodCell>) -> MarkedRemoving<'a> {
-        map.lock().insert(uid.to_string(), cell);
-        MarkedRemoving { map, uid: uid.to_string() }
+    fn new(map: &'a Mutex<HashMap<String, Ongoing>>, uid: &str, cell: Arc<PodCell>) -> MarkedRemoving<'a> {
+        let (done, rx) = watch::channel(false);
+        map.lock().insert(uid.to_string(), (cell, rx));
+        MarkedRemoving { map, uid: uid.to_string(), done }
     }
 }
 
 impl Drop for MarkedRemoving<'_> {
     fn drop(&mut self) {
         self.map.lock().remove(&self.uid);
+        let _ = self.done.send(true);
     }
 }
 
@@ -298,21 +304,31 @@ impl PodManager {
     /// processes, cgroups and directory. Resolves when done.
     ///
     /// A second removal of a pod already being removed (a forced delete during a graceful
-    /// one) does not clean up under the first: with grace 0 it kills the pod's containers now
-    /// and leaves the rest to the first.
+    /// one, or the same deletion seen again) does not clean up under the first: with grace 0
+    /// it kills the pod's containers now; either way it resolves when the first is done.
     pub async fn remove(&self, uid: &str, grace: Option<Duration>) {
         let _counted = Removing::new(&self.removals);
-        let entry = self.pods.lock().remove(uid);
-        if entry.is_none() {
-            let ongoing = self.removing.lock().get(uid).cloned();
-            if let Some(cell) = ongoing {
-                if grace.is_some_and(|g| g.is_zero()) {
-                    cell.kill_everything().await;
+        // Taken out of `pods` and marked as being removed under one lock, so that a
+        // concurrent removal sees one or the other.
+        let (entry, ongoing, _marked) = {
+            let mut pods = self.pods.lock();
+            match pods.remove(uid) {
+                Some(e) => {
+                    let marked = MarkedRemoving::new(&self.removing, uid, e.cell.clone());
+                    (Some(e), None, Some(marked))
                 }
-                return;
+                None => (None, self.removing.lock().get(uid).cloned(), None),
             }
+        };
+        if let Some((cell, mut done)) = ongoing {
+            if grace.is_some_and(|g| g.is_zero()) {
+                cell.kill_everything().await;
+            }
+            // Resolves once the first removal has cleaned up (so that the agent's final
+            // delete comes after it).
+            let _ = done.wait_for(|d| *d).await;
+            return;
         }
-        let _marked = entry.as_ref().map(|e| MarkedRemoving::new(&self.removing, uid, e.cell.clone()));
         if let Some(entry) = entry {
             let grace = grace.unwrap_or_else(|| entry.cell.grace());
             entry.cell.request_stop(grace);
@@ -336,10 +352,12 @@ impl PodManager {
         }
     }
 
-    /// Asks the runtime to remove what it holds for pods other than `keep` (after a full list
-    /// of the node's pods; see [`Runtime::sweep`]).
-    pub async fn sweep(&self, keep: &HashSet<String>) {
-        self.shared.runtime.sweep(keep).await;
+    /// Asks the runtime to remove what it holds for pods that are neither in `listed` (a full
+    /// list of the node's pods) nor run or being removed by this manager (checked after the
+    /// runtime's own listing, so a pod that arrived meanwhile is kept; see [`Runtime::sweep`]).
+    pub async fn sweep(&self, listed: &HashSet<String>) {
+        let keep = |uid: &str| listed.contains(uid) || self.pods.lock().contains_key(uid) || self.removing.lock().contains_key(uid);
+        self.shared.runtime.sweep(&keep).await;
     }
 
     /// Resolves when no removal is under way (the agent waits for this before it exits, so

@@ -452,7 +452,8 @@ impl Tunnel {
                     if let Some(Err(why)) = self.valid.as_ref().map(|v| v()) {
                         tracing::warn!(node = %self.node, %why, "closing the agent's tunnel: its token is no longer valid");
                         let frame = CloseFrame { code: 1008, reason: Utf8Bytes::from_static("the tunnel's token is no longer valid") };
-                        let _ = socket.send(Message::Close(Some(frame))).await;
+                        // An agent that stopped reading must not keep the tunnel alive.
+                        let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
                         return "its token is no longer valid";
                     }
                     if socket.send(Message::Ping(Bytes::new())).await.is_err() {

@@ -148,27 +148,33 @@ impl TokenVerifier {
         if claims.exp <= now {
             return Err(TokenError::Expired(claims.exp));
         }
+        if self.revoked_claims(&claims) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Whether a token this master signed has been revoked since, expired or not (a
+    /// connection authenticated with it must end). Tokens that do not verify count as revoked.
+    pub fn is_revoked(&self, token: &str) -> bool {
+        let cached = self.checked.read().get(token).cloned();
+        match cached.map_or_else(|| self.check_signature(token).map(Arc::new), Ok) {
+            Ok(claims) => self.revoked_claims(&claims),
+            Err(_) => true,
+        }
+    }
+
+    fn revoked_claims(&self, claims: &Claims) -> bool {
         if let Some(at) = self.revoked.read().get(&claims.sub)
             && claims.iat <= *at
         {
-            return Err(TokenError::Revoked);
+            return true;
         }
         match (&claims.node, &claims.stake) {
-            (Some(_), Some(stake)) => {
-                if self.stakes_revoked.read().contains(stake) {
-                    return Err(TokenError::Revoked);
-                }
-            }
-            (None, _) => {
-                if let Some(at) = self.tenants_revoked.read().get(&claims.sub)
-                    && claims.iat <= *at
-                {
-                    return Err(TokenError::Revoked);
-                }
-            }
-            (Some(_), None) => {}
+            (Some(_), Some(stake)) => self.stakes_revoked.read().contains(stake),
+            (None, _) => self.tenants_revoked.read().get(&claims.sub).is_some_and(|at| claims.iat <= *at),
+            (Some(_), None) => false,
         }
-        Ok(claims)
     }
 
     /// Revokes every token of `sub` issued at or before `at` (Unix seconds); tokens issued
@@ -256,6 +262,19 @@ mod tests {
         assert!(verifier.verify(&other.token, 1501).is_ok());
         let fresh = issuer.issue("0xabc", Some("w"), None, "write", 1600);
         assert!(verifier.verify(&fresh.token, 1601).is_ok());
+    }
+
+    #[test]
+    fn revocation_is_seen_after_expiry_too() {
+        let (issuer, verifier) = pair();
+        let (other, _) = pair();
+        let w = issuer.issue("0xabc", Some("w1"), Some("0x1"), "write", 1000);
+        // Long expired (exp 4600): verify says Expired, is_revoked still answers.
+        assert_eq!(verifier.verify(&w.token, 9999), Err(TokenError::Expired(4600)));
+        assert!(!verifier.is_revoked(&w.token));
+        verifier.revoke_stake("0x1");
+        assert!(verifier.is_revoked(&w.token));
+        assert!(verifier.is_revoked(&other.issue("0xabc", Some("w1"), Some("0x9"), "write", 1000).token), "not ours: treated as revoked");
     }
 
     #[test]

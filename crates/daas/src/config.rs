@@ -248,8 +248,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
         _ => {
             return Err(format!("{s:?} has an unknown unit {unit:?} (use ms, s, m or h)"));
         }
@@ -433,7 +433,11 @@ pub fn resolve(config_file: Option<&Path>, cli: ServerSettings) -> Result<Server
     let node_monitor_grace_period =
         duration(&mut errors, "node-monitor-grace-period", s.node_monitor_grace_period.as_deref(), Duration::from_secs(40), Duration::ZERO);
     let toleration_secs = num(&mut errors, "default-unreachable-toleration-seconds", &s.default_unreachable_toleration_seconds, 300u64, 0);
-    let event_ttl = duration(&mut errors, "event-ttl", s.event_ttl.as_deref(), Duration::from_secs(3600), Duration::from_secs(1));
+    let mut event_ttl = duration(&mut errors, "event-ttl", s.event_ttl.as_deref(), Duration::from_secs(3600), Duration::from_secs(1));
+    if event_ttl > Duration::from_secs(365 * 24 * 3600) {
+        errors.push("event-ttl: must be at most a year (8760h)".into());
+        event_ttl = Duration::from_secs(3600);
+    }
     let runtime_threads = num(&mut errors, "runtime-threads", &s.runtime_threads, 1usize, 1);
     let wal_segment_bytes = num(&mut errors, "wal-segment-bytes", &s.wal_segment_bytes, 16u64 << 20, 64 << 10);
     let kek_file = s.kek_file.as_deref().map(PathBuf::from);

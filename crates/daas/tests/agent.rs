@@ -278,6 +278,23 @@ fn a_slashed_workers_tunnel_is_closed() {
     });
     assert_eq!(out, "in\n");
 
+    // A graceful deletion gives the container its grace period: its SIGTERM handler finishes
+    // (the status updates the termination itself causes do not cut it short).
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let graceful = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "graceful"}, "spec": {
+        "nodeName": "slashed",
+        "containers": [{"name": "c", "image": "busybox", "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+            "command": ["sh", "-c", "trap 'sleep 2; echo clean > /out/marker; exit 0' TERM; while true; do sleep 0.2; done"]}],
+        "volumes": [{"name": "out", "hostPath": {"path": out_dir.to_str().unwrap()}}],
+    }});
+    s.kubectl_stdin(&["create", "-f", "-"], &graceful.to_string()).ok();
+    eventually(Duration::from_secs(30), "the graceful pod running", || {
+        (s.kubectl_json(&["get", "pod", "graceful", "-o", "json"])["status"]["phase"] == "Running").then_some(())
+    });
+    s.kubectl(&["delete", "pod", "graceful", "--timeout=60s"]).ok();
+    assert_eq!(std::fs::read_to_string(out_dir.join("marker")).unwrap_or_default(), "clean\n", "the SIGTERM handler ran to its end");
+
     // The stake is slashed: the agent's token is revoked. The agent leaves (its heartbeat is
     // refused) and cannot open another tunnel; had it held on, the master would close the
     // tunnel at its next ping (`crates/agent/tests/tunnel.rs`).

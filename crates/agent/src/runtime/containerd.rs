@@ -134,6 +134,8 @@ pub struct ContainerdRuntime {
     /// Bounds the sandboxes and containers being created at once (two per CPU): a burst of
     /// pods then starts in order instead of all of them slowly together.
     creating: tokio::sync::Semaphore,
+    /// One sandbox replacement at a time (a pod's containers restart together).
+    replacing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ContainerdRuntime {
@@ -164,6 +166,7 @@ impl ContainerdRuntime {
             exits,
             importing: tokio::sync::Mutex::new(()),
             creating: tokio::sync::Semaphore::new(creation_slots()),
+            replacing: tokio::sync::Mutex::new(()),
         };
         rt.import_images().await;
         info!(version = %rt.version, socket = %rt.config.socket.display(), "containerd runtime ready");
@@ -260,6 +263,12 @@ impl ContainerdRuntime {
             Ok(_) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(service("asking containerd for a sandbox", &e)),
+        }
+        let _one = self.replacing.lock().await;
+        // Another container of the pod may have replaced it meanwhile.
+        let current = self.sandboxes.lock().get(pod_uid).cloned();
+        if let Some(c) = current.filter(|c| c.id != s.id) {
+            return Ok(c);
         }
         warn!(pod = %pod_uid, sandbox = %short(&s.id), "the pod's sandbox is not ready any more; making a new one");
         self.sandboxes.lock().remove(pod_uid);
@@ -521,7 +530,7 @@ impl ContainerdRuntime {
     }
 
     /// Removes this node's sandboxes whose pod is not in `keep`.
-    async fn sweep_sandboxes(&self, keep: &std::collections::HashSet<String>) {
+    async fn sweep_sandboxes(&self, keep: &(dyn Fn(&str) -> bool + Sync)) {
         let Some(node) = &self.config.node else { return };
         let filter = cri::PodSandboxFilter { label_selector: labels(&[(LABEL_MANAGED, "true"), (LABEL_NODE, node)]), ..Default::default() };
         let found = match self.client.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) }).await {
@@ -533,7 +542,7 @@ impl ContainerdRuntime {
         };
         for s in found {
             let uid = s.labels.get(LABEL_POD_UID).cloned().unwrap_or_default();
-            if !keep.contains(&uid) {
+            if !keep(&uid) {
                 info!(sandbox = %short(&s.id), pod = %uid, "removing the sandbox of a pod this node no longer runs");
                 self.sandboxes.lock().remove(&uid);
                 self.remove_sandbox(&s.id).await;
@@ -615,7 +624,7 @@ impl Runtime for ContainerdRuntime {
         self.cleanup(pod_uid).boxed()
     }
 
-    fn sweep<'a>(&'a self, keep: &'a std::collections::HashSet<String>) -> BoxFuture<'a, ()> {
+    fn sweep<'a>(&'a self, keep: &'a (dyn Fn(&str) -> bool + Sync)) -> BoxFuture<'a, ()> {
         self.sweep_sandboxes(keep).boxed()
     }
 }
@@ -744,6 +753,7 @@ mod tests {
             exits: Arc::new(Mutex::new(Waiters::new())),
             importing: tokio::sync::Mutex::new(()),
             creating: tokio::sync::Semaphore::new(creation_slots()),
+            replacing: tokio::sync::Mutex::new(()),
         };
         let c = rt.container_config(&launch(), &sandbox);
         // The log path is relative to the sandbox's log directory, as CRI wants it.

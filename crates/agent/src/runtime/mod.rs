@@ -84,9 +84,10 @@ pub trait Runtime: Send + Sync {
     /// Removes what [`Runtime::prepare_pod`] set up, once every container has ended.
     fn cleanup_pod<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, ()>;
 
-    /// Removes what this node's agent left in the runtime for pods not in `keep` (the node's
-    /// pods as the API lists them), e.g. after a cleanup that failed. Nothing by default.
-    fn sweep<'a>(&'a self, keep: &'a std::collections::HashSet<String>) -> BoxFuture<'a, ()> {
+    /// Removes what this node's agent left in the runtime for pods `keep` says no (asked
+    /// after the runtime has listed what it holds), e.g. after a cleanup that failed. Nothing
+    /// by default.
+    fn sweep<'a>(&'a self, keep: &'a (dyn Fn(&str) -> bool + Sync)) -> BoxFuture<'a, ()> {
         let _ = keep;
         Box::pin(async {})
     }

@@ -433,7 +433,17 @@ impl Api {
             success: ops,
             failure: vec![],
         };
-        let r = self.store.txn(txn).await?;
+        let r = match self.store.txn(txn).await {
+            Ok(r) => r,
+            Err(e) => {
+                // The shared event lease is gone (revoked by hand, or expired during a stall):
+                // this write fails, the next one gets a new lease.
+                if lease != 0 && matches!(e, daas_store::StoreError::LeaseNotFound) {
+                    self.forget_event_lease().await;
+                }
+                return Err(e.into());
+            }
+        };
         if r.succeeded
             && let Some(rider) = rider
         {

@@ -144,6 +144,11 @@ impl Api {
     /// every event written within a reuse window (a tenth of the TTL, at most a minute) and
     /// lives the TTL plus that window, so each event lives at least the TTL after its last
     /// write and the store holds few leases.
+    /// Drops the cached event lease (the store no longer has it).
+    pub(crate) async fn forget_event_lease(&self) {
+        *self.event_lease.lock().await = None;
+    }
+
     pub(crate) async fn event_lease(&self) -> Result<i64, ApiError> {
         let ttl = self.config.event_ttl;
         let reuse = (ttl / 10).min(Duration::from_secs(60));
@@ -153,7 +158,7 @@ impl Api {
         {
             return Ok(id);
         }
-        let secs = i64::try_from((ttl + reuse).as_secs_f64().ceil() as u64).unwrap_or(i64::MAX).max(1);
+        let secs = i64::try_from(ttl.saturating_add(reuse).as_secs_f64().ceil() as u64).unwrap_or(i64::MAX).max(1);
         let grant = self.store.lease_grant(0, secs).await?;
         *current = Some((grant.id, std::time::Instant::now()));
         Ok(grant.id)
@@ -329,10 +334,11 @@ impl Api {
             let valid: Option<crate::tunnel::Validity> = match (&user.token, self.authn.seal_verifier()) {
                 (Some(token), Some(verifier)) if user.method == "seal" => {
                     let token = token.clone();
-                    Some(Arc::new(move || match verifier.verify(&token, meta::now_unix()) {
-                        Err(e @ daas_chain::TokenError::Revoked) => Err(e.to_string()),
-                        _ => Ok(()),
-                    }))
+                    Some(Arc::new(
+                        move || {
+                            if verifier.is_revoked(&token) { Err(daas_chain::TokenError::Revoked.to_string()) } else { Ok(()) }
+                        },
+                    ))
                 }
                 _ => None,
             };

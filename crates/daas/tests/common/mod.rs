@@ -473,6 +473,11 @@ impl Running {
         String::from_utf8_lossy(&self.stdout.lock().expect("not poisoned")).into_owned()
     }
 
+    /// Everything the child has written to stderr so far (a daas process's log).
+    pub fn stderr_now(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("not poisoned")).into_owned()
+    }
+
     /// Polls stdout until `pred` holds or `within` passes; returns whether it held.
     pub fn wait_for_stdout(&self, pred: impl Fn(&str) -> bool, within: Duration) -> bool {
         let deadline = Instant::now() + within;
