@@ -63,11 +63,7 @@ const HOST_NETWORK_TOLERATION: (&str, &str) = ("node.kubernetes.io/network-unava
 /// Most pods one pass creates.
 const BURST: usize = 500;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
+pub use crate::util::Error;
 
 pub struct Ctx {
     pub client: Client,
@@ -91,16 +87,16 @@ pub async fn run(
     let _ = tokio::join!(pods.wait_until_ready(), nodes.wait_until_ready());
     let ctx =
         Arc::new(Ctx { client: client.clone(), pods, nodes, expectations: Expectations::default(), warned: Mutex::new(HashSet::new()) });
-    Controller::new(Api::<DaemonSet>::all(client), watcher::Config::default())
-        .owns_shared_stream(pod_events)
-        .reconcile_all_on(placement_changes(node_events))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "daemonset controller");
-            }
-        })
-        .await;
+    crate::util::drive(
+        Controller::new(Api::<DaemonSet>::all(client), watcher::Config::default())
+            .owns_shared_stream(pod_events)
+            .reconcile_all_on(placement_changes(node_events)),
+        reconcile,
+        ctx,
+        "daemonset",
+        Duration::from_secs(1),
+    )
+    .await;
 }
 
 /// One item per node change that can move daemon pods: new nodes, and changes to labels,
@@ -127,11 +123,6 @@ fn placement_changes(
         let changed = seen.insert(node.name_any(), placement.clone()) != Some(placement);
         futures::future::ready(changed.then_some(()))
     })
-}
-
-fn error_policy(_ds: Arc<DaemonSet>, e: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %e, "daemonset: will retry");
-    Action::requeue(Duration::from_secs(1))
 }
 
 /// Whether a daemon pod belongs on a node, as kube-controller-manager's

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -28,11 +27,7 @@ pub const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
 pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 pub const HASH_LABEL: &str = "pod-template-hash";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
+pub use crate::util::Error;
 
 pub struct Ctx {
     pub client: Client,
@@ -41,20 +36,14 @@ pub struct Ctx {
 
 pub async fn run(client: Client, replicasets: Store<ReplicaSet>, rs_events: impl futures::Stream<Item = Arc<ReplicaSet>> + Send + 'static) {
     let ctx = Arc::new(Ctx { client: client.clone(), replicasets });
-    Controller::new(Api::<Deployment>::all(client), watcher::Config::default())
-        .owns_shared_stream(rs_events)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "deployment controller");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_d: Arc<Deployment>, e: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %e, "deployment: will retry");
-    Action::requeue(Duration::from_secs(1))
+    crate::util::drive(
+        Controller::new(Api::<Deployment>::all(client), watcher::Config::default()).owns_shared_stream(rs_events),
+        reconcile,
+        ctx,
+        "deployment",
+        Duration::from_secs(1),
+    )
+    .await;
 }
 
 /// FNV-1a over the template's JSON, spelled with kube's safe alphabet (no vowels, no

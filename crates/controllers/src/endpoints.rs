@@ -72,11 +72,7 @@ const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 /// How often every Service is reconciled again, and orphans are swept.
 const RESYNC: Duration = Duration::from_secs(30);
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
+pub use crate::util::Error;
 
 pub struct Ctx {
     pub client: Client,
@@ -122,15 +118,14 @@ pub async fn run(client: Client, pods: Store<Pod>, pod_events: impl futures::Str
         async move {
             // An empty pod cache would read as "no pods anywhere" and empty every Endpoints.
             let _ = tokio::join!(ctx.pods.wait_until_ready(), ctx.endpoints.wait_until_ready(), ctx.slices.wait_until_ready());
-            Controller::for_stream(service_stream, services)
-                .watches_shared_stream(pod_events, mapper)
-                .run(reconcile, error_policy, ctx)
-                .for_each(|r| async move {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "endpoints controller");
-                    }
-                })
-                .await;
+            crate::util::drive(
+                Controller::for_stream(service_stream, services).watches_shared_stream(pod_events, mapper),
+                reconcile,
+                ctx,
+                "endpoints",
+                Duration::from_secs(2),
+            )
+            .await;
         }
     };
     tokio::join!(endpoints_watch, slices_watch, controller, follow_deletions(ctx.clone(), gone_rx), sweep(ctx));
@@ -178,11 +173,6 @@ fn pod_mapper(services: Store<Service>, pods: Store<Pod>) -> impl Fn(Arc<Pod>) -
         }
         out
     }
-}
-
-fn error_policy(_svc: Arc<Service>, e: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %e, "endpoints: will retry");
-    Action::requeue(Duration::from_secs(2))
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {

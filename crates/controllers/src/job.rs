@@ -30,7 +30,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -64,11 +63,7 @@ const UNSETTLED_POLL: Duration = Duration::from_secs(5);
 /// Most pods one pass creates or deletes.
 const BURST: usize = 500;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
+pub use crate::util::Error;
 
 pub struct Ctx {
     pub client: Client,
@@ -79,20 +74,14 @@ pub struct Ctx {
 /// Runs the controller until the returned future is dropped.
 pub async fn run(client: Client, pods: Store<Pod>, pod_events: impl futures::Stream<Item = Arc<Pod>> + Send + 'static) {
     let ctx = Arc::new(Ctx { client: client.clone(), pods, expectations: Expectations::default() });
-    Controller::new(Api::<Job>::all(client), watcher::Config::default())
-        .owns_shared_stream(pod_events)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "job controller");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_job: Arc<Job>, e: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %e, "job: will retry");
-    Action::requeue(Duration::from_secs(1))
+    crate::util::drive(
+        Controller::new(Api::<Job>::all(client), watcher::Config::default()).owns_shared_stream(pod_events),
+        reconcile,
+        ctx,
+        "job",
+        Duration::from_secs(1),
+    )
+    .await;
 }
 
 /// What one pass saw of a Job's own pods.

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -26,11 +25,7 @@ use crate::util::{Expectations, controller_ref, is_pod_active, is_pod_available,
 /// Most pods one pass creates or deletes.
 const BURST: usize = 500;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
+pub use crate::util::Error;
 
 pub struct Ctx {
     pub client: Client,
@@ -41,20 +36,14 @@ pub struct Ctx {
 /// Runs the controller until the returned future is dropped.
 pub async fn run(client: Client, pods: Store<Pod>, pod_events: impl futures::Stream<Item = Arc<Pod>> + Send + 'static) {
     let ctx = Arc::new(Ctx { client: client.clone(), pods, expectations: Expectations::default() });
-    Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default())
-        .owns_shared_stream(pod_events)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "replicaset controller");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_rs: Arc<ReplicaSet>, e: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %e, "replicaset: will retry");
-    Action::requeue(Duration::from_secs(1))
+    crate::util::drive(
+        Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default()).owns_shared_stream(pod_events),
+        reconcile,
+        ctx,
+        "replicaset",
+        Duration::from_secs(1),
+    )
+    .await;
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {

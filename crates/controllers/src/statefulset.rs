@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod, PodTemplateSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -40,11 +39,7 @@ pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 /// The revision (`<set>-<hash>`) a pod was made from.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
+pub use crate::util::Error;
 
 pub struct Ctx {
     pub client: Client,
@@ -68,20 +63,14 @@ pub async fn run(client: Client, pods: Store<Pod>, pod_events: impl futures::Str
         templates: Mutex::new(HashMap::new()),
         warned: Mutex::new(HashSet::new()),
     });
-    Controller::new(Api::<StatefulSet>::all(client), watcher::Config::default())
-        .owns_shared_stream(pod_events)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "statefulset controller");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_sts: Arc<StatefulSet>, e: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %e, "statefulset: will retry");
-    Action::requeue(Duration::from_secs(1))
+    crate::util::drive(
+        Controller::new(Api::<StatefulSet>::all(client), watcher::Config::default()).owns_shared_stream(pod_events),
+        reconcile,
+        ctx,
+        "statefulset",
+        Duration::from_secs(1),
+    )
+    .await;
 }
 
 /// The ordinal in a member's name (`web-3` of set `web` is 3); `None` for names that are not

@@ -13,6 +13,9 @@ use parking_lot::Mutex;
 use serde_json::json;
 use std::sync::Arc;
 
+use kube::runtime::Controller;
+use kube::runtime::controller::Action;
+
 /// The controlling owner reference of an object, if any.
 pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true))
@@ -292,4 +295,35 @@ mod tests {
         assert!(e.satisfied("rs", |n| n == "a" || n == "b", |n| n == "b"), "b terminating counts");
         assert!(e.satisfied("other", |_| false, |_| false));
     }
+}
+
+/// What every controller's reconcile returns on failure: an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+/// Runs `controller` with `reconcile` until the future is dropped, as every controller here
+/// does: a failed reconcile is logged and retried after `retry`; `name` labels the logs.
+pub async fn drive<K, C, F, Fut>(controller: Controller<K>, reconcile: F, ctx: Arc<C>, name: &'static str, retry: Duration)
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + std::fmt::Debug + Unpin,
+    F: FnMut(Arc<K>, Arc<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+    C: Send + Sync + 'static,
+{
+    let error_policy = move |_obj: Arc<K>, e: &Error, _ctx: Arc<C>| {
+        tracing::warn!(error = %e, "{name}: will retry");
+        Action::requeue(retry)
+    };
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "{name} controller");
+            }
+        })
+        .await;
 }
